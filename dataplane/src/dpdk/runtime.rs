@@ -1,0 +1,397 @@
+//! The dataplane: a packet pool, port pairs and the workers that forward between them.
+//!
+//! Pairs are spread over the worker lcores, the least loaded first; both directions of a pair
+//! go to the same worker. Adding a pair publishes a new assignment to its worker; removing one
+//! publishes an assignment without it and waits until the worker has acknowledged it before the
+//! ports are stopped and their devices removed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::worker::{Assignment, IdlePolicy, Leg, WorkerShared};
+use super::{DpdkError, Eal, LcoreId, Link, Mempool, Port, PortStats, worker};
+use crate::config::{DataplaneConfig, Idle, PortConfig};
+use crate::stats::{PortCounters, PortSnapshot, WorkerSnapshot};
+
+/// How long a removal waits for a worker to let go of a port.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Identifies a port pair for removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PairId(pub u64);
+
+/// Counters and state of one port.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    /// Port name.
+    pub name: String,
+    /// DPDK port id.
+    pub port_id: u16,
+    /// The pair it belongs to.
+    pub pair: PairId,
+    /// Worker lcore that serves it.
+    pub lcore: LcoreId,
+    /// Dataplane counters (rx, tx, drops by reason, tx retries).
+    pub counters: PortSnapshot,
+    /// The PMD's counters (missed, errors, no-mbuf); `None` when the PMD would not say.
+    pub pmd: Option<PortStats>,
+    /// Link state.
+    pub link: Link,
+}
+
+/// Counters and state of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// Its lcore.
+    pub lcore: LcoreId,
+    /// Pairs it serves.
+    pub pairs: usize,
+    /// Whether its loop runs.
+    pub running: bool,
+    /// Loop counters.
+    pub counters: WorkerSnapshot,
+}
+
+/// One pair and where it runs.
+#[derive(Debug, Clone)]
+pub struct PairReport {
+    /// Pair id.
+    pub id: PairId,
+    /// Its two port names.
+    pub ports: [String; 2],
+    /// Serving worker.
+    pub lcore: LcoreId,
+}
+
+#[derive(Debug)]
+struct PairSlot {
+    id: PairId,
+    ports: [Port; 2],
+    counters: [Arc<PortCounters>; 2],
+    worker: usize,
+}
+
+/// Settings that shape a [`Dataplane`] besides its ports.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Packet pool size.
+    pub mbufs: u32,
+    /// Per-lcore pool cache.
+    pub mbuf_cache: u32,
+    /// Rx descriptors per queue.
+    pub rx_desc: u16,
+    /// Tx descriptors per queue.
+    pub tx_desc: u16,
+    /// Idle policy.
+    pub idle: Idle,
+    /// Longest adaptive sleep.
+    pub idle_sleep_us: u32,
+}
+
+impl Settings {
+    /// The settings part of a validated config.
+    pub fn from_config(cfg: &DataplaneConfig) -> Self {
+        Self {
+            mbufs: cfg.mbufs,
+            mbuf_cache: cfg.mbuf_cache,
+            rx_desc: cfg.rx_desc,
+            tx_desc: cfg.tx_desc,
+            idle: cfg.idle,
+            idle_sleep_us: cfg.idle_sleep_us,
+        }
+    }
+}
+
+/// A running dataplane. Dropping it stops the workers, then the ports, then frees the pool;
+/// the EAL is cleaned up when its last handle goes.
+#[derive(Debug)]
+pub struct Dataplane {
+    // Field order is drop order: ports before the pool they draw from.
+    pairs: Vec<PairSlot>,
+    /// Ports whose worker never acknowledged their removal: kept (not freed) to stay safe.
+    stranded: Vec<Port>,
+    workers: Vec<Arc<WorkerShared>>,
+    pool: Arc<Mempool>,
+    settings: Settings,
+    next_pair: u64,
+    generation: u64,
+    launched: bool,
+    eal: Eal,
+}
+
+impl Dataplane {
+    /// A dataplane with no ports yet: the packet pool and one worker per worker lcore, not
+    /// launched.
+    pub fn new(eal: &Eal, settings: Settings) -> Result<Self, DpdkError> {
+        if eal.worker_lcores().is_empty() {
+            return Err(DpdkError {
+                op: "create dataplane".into(),
+                code: libc::EINVAL,
+                reason: "the EAL has no worker lcore".into(),
+                hint: Some(
+                    "give `lcores` at least two lcores: the first serves control, the others run workers",
+                ),
+                log: Vec::new(),
+            });
+        }
+        let pool = Arc::new(Mempool::new(
+            eal,
+            "palisade_pkts",
+            settings.mbufs,
+            settings.mbuf_cache,
+        )?);
+        let idle = match settings.idle {
+            Idle::Busy => IdlePolicy::Busy,
+            Idle::Adaptive => IdlePolicy::Adaptive {
+                max_sleep_us: u64::from(settings.idle_sleep_us.max(1)),
+            },
+        };
+        let workers = eal
+            .worker_lcores()
+            .iter()
+            .map(|&l| Arc::new(WorkerShared::new(l, idle)))
+            .collect();
+        Ok(Self {
+            pairs: Vec::new(),
+            stranded: Vec::new(),
+            workers,
+            pool,
+            settings,
+            next_pair: 1,
+            generation: 0,
+            launched: false,
+            eal: eal.clone(),
+        })
+    }
+
+    /// A launched dataplane with every port and pair of `cfg` attached and started.
+    pub fn from_config(eal: &Eal, cfg: &DataplaneConfig) -> Result<Self, DpdkError> {
+        let mut dp = Self::new(eal, Settings::from_config(cfg))?;
+        for [a, b] in &cfg.pairs {
+            dp.attach_pair(&cfg.ports[*a], &cfg.ports[*b])?;
+        }
+        dp.launch()?;
+        Ok(dp)
+    }
+
+    /// Starts every worker loop (once).
+    pub fn launch(&mut self) -> Result<(), DpdkError> {
+        if self.launched {
+            return Ok(());
+        }
+        for w in &self.workers {
+            worker::launch(w)?;
+        }
+        self.launched = true;
+        Ok(())
+    }
+
+    /// The EAL handle.
+    pub fn eal(&self) -> &Eal {
+        &self.eal
+    }
+
+    /// The packet pool every port receives into.
+    pub fn pool(&self) -> &Arc<Mempool> {
+        &self.pool
+    }
+
+    /// Attaches the two ports a config describes and forwards between them.
+    pub fn attach_pair(&mut self, a: &PortConfig, b: &PortConfig) -> Result<PairId, DpdkError> {
+        let pa = Port::attach(&self.eal, a)?;
+        let pb = Port::attach(&self.eal, b)?;
+        self.add_pair(pa, pb)
+    }
+
+    /// Configures and starts two ports and forwards between them, on the least loaded worker.
+    /// On error both ports are released again.
+    pub fn add_pair(&mut self, mut a: Port, mut b: Port) -> Result<PairId, DpdkError> {
+        for p in [&mut a, &mut b] {
+            p.configure(
+                Arc::clone(&self.pool),
+                self.settings.rx_desc,
+                self.settings.tx_desc,
+            )?;
+        }
+        a.start()?;
+        b.start()?;
+        let worker = (0..self.workers.len())
+            .min_by_key(|&w| self.pairs.iter().filter(|p| p.worker == w).count())
+            .unwrap_or(0);
+        let id = PairId(self.next_pair);
+        self.next_pair += 1;
+        tracing::info!(
+            pair = id.0,
+            a = a.name(),
+            b = b.name(),
+            lcore = self.workers[worker].lcore.0,
+            "pair added"
+        );
+        self.pairs.push(PairSlot {
+            id,
+            ports: [a, b],
+            counters: [Arc::default(), Arc::default()],
+            worker,
+        });
+        self.publish(worker);
+        Ok(id)
+    }
+
+    /// Stops forwarding between a pair's ports, waits until its worker has let go of them,
+    /// then stops them and removes their devices.
+    pub fn remove_pair(&mut self, id: PairId) -> Result<(), DpdkError> {
+        let Some(idx) = self.pairs.iter().position(|p| p.id == id) else {
+            return Err(DpdkError {
+                op: format!("remove pair {}", id.0),
+                code: libc::ENOENT,
+                reason: "no such pair".into(),
+                hint: None,
+                log: Vec::new(),
+            });
+        };
+        let slot = self.pairs.remove(idx);
+        let generation = self.publish(slot.worker);
+        if !self.wait_ack(slot.worker, generation, ACK_TIMEOUT) {
+            let lcore = self.workers[slot.worker].lcore;
+            tracing::error!(%lcore, pair = id.0, "worker did not let go of the pair; keeping its ports");
+            self.stranded.extend(slot.ports);
+            return Err(DpdkError {
+                op: format!("remove pair {}", id.0),
+                code: libc::ETIMEDOUT,
+                reason: format!("{lcore} did not acknowledge within {ACK_TIMEOUT:?}"),
+                hint: None,
+                log: Vec::new(),
+            });
+        }
+        tracing::info!(pair = id.0, "pair removed");
+        drop(slot); // stops the ports and removes the devices
+        Ok(())
+    }
+
+    /// Publishes worker `w`'s legs under a new generation and returns it.
+    fn publish(&mut self, w: usize) -> u64 {
+        self.generation += 1;
+        let legs = self
+            .pairs
+            .iter()
+            .filter(|p| p.worker == w)
+            .flat_map(|p| {
+                let [a, b] = &p.ports;
+                let [ca, cb] = &p.counters;
+                [
+                    Leg {
+                        rx: a.id(),
+                        tx: b.id(),
+                        rx_counters: Arc::clone(ca),
+                        tx_counters: Arc::clone(cb),
+                    },
+                    Leg {
+                        rx: b.id(),
+                        tx: a.id(),
+                        rx_counters: Arc::clone(cb),
+                        tx_counters: Arc::clone(ca),
+                    },
+                ]
+            })
+            .collect();
+        self.workers[w].assignment.store(Arc::new(Assignment {
+            generation: self.generation,
+            legs,
+        }));
+        self.generation
+    }
+
+    /// Waits until worker `w` runs `generation` (or does not run at all).
+    fn wait_ack(&self, w: usize, generation: u64, timeout: Duration) -> bool {
+        let shared = &self.workers[w];
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.launched
+                || !shared.running.load(Ordering::Acquire)
+                || shared.seen.load(Ordering::Acquire) >= generation
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Pairs and their workers.
+    pub fn pairs(&self) -> Vec<PairReport> {
+        self.pairs
+            .iter()
+            .map(|p| PairReport {
+                id: p.id,
+                ports: [p.ports[0].name().to_owned(), p.ports[1].name().to_owned()],
+                lcore: self.workers[p.worker].lcore,
+            })
+            .collect()
+    }
+
+    /// Every port's counters and state.
+    pub fn port_reports(&self) -> Vec<PortReport> {
+        self.pairs
+            .iter()
+            .flat_map(|p| {
+                p.ports
+                    .iter()
+                    .zip(&p.counters)
+                    .map(move |(port, c)| (p, port, c))
+            })
+            .map(|(p, port, c)| PortReport {
+                name: port.name().to_owned(),
+                port_id: port.id().0,
+                pair: p.id,
+                lcore: self.workers[p.worker].lcore,
+                counters: c.snapshot(),
+                pmd: port.stats().ok(),
+                link: port.link(),
+            })
+            .collect()
+    }
+
+    /// Counters of the port called `name`.
+    pub fn port_report(&self, name: &str) -> Option<PortReport> {
+        self.port_reports().into_iter().find(|r| r.name == name)
+    }
+
+    /// Every worker's counters and state.
+    pub fn worker_reports(&self) -> Vec<WorkerReport> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkerReport {
+                lcore: w.lcore,
+                pairs: self.pairs.iter().filter(|p| p.worker == i).count(),
+                running: w.running.load(Ordering::Acquire),
+                counters: w.counters.snapshot(),
+            })
+            .collect()
+    }
+
+    /// Stops every worker loop and waits for them to return.
+    fn stop_workers(&mut self) {
+        for w in &self.workers {
+            w.stop.store(true, Ordering::Release);
+        }
+        if self.launched {
+            // SAFETY: waits for every worker lcore to return to WAIT; called from the main
+            // lcore, and the loops return promptly once `stop` is set.
+            unsafe { ffi::rte_eal_mp_wait_lcore() };
+            self.launched = false;
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop_workers();
+        // Now no worker polls anything: ports may stop (field drop order does the rest).
+        self.pairs.clear();
+        self.stranded.clear();
+    }
+}

@@ -1,0 +1,13 @@
+//! Palisade's dataplane.
+//!
+//! The pure-Rust core builds and tests without DPDK: [`config`] (the `[dataplane]` section),
+//! [`preflight`] (host checks before the EAL starts) and [`stats`] (counters). The `dpdk`
+//! feature adds [`dpdk`], the EAL, pools, ports and poll-mode workers, and the `palisade-dp`
+//! binary. Later layers (`wire`, `conntrack`, `dpi`, `policy`, `report`, `ctl`) join the core.
+
+pub mod config;
+pub mod preflight;
+pub mod stats;
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;

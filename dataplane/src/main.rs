@@ -1,0 +1,159 @@
+//! `palisade-dp`: the DPDK dataplane process.
+//!
+//! Exit codes: 0 after a clean stop (SIGINT/SIGTERM) or a successful `--check`; 2 when the
+//! configuration is invalid; 1 when the host or DPDK refuses to start (the message says what
+//! to do). A second SIGINT/SIGTERM during shutdown exits at once with 1.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dataplane::config::{self, DataplaneConfig};
+use dataplane::dpdk::{Dataplane, Eal};
+use dataplane::preflight;
+use dataplane::stats::DropReason;
+use tracing_subscriber::EnvFilter;
+
+/// Palisade's DPDK dataplane: forwards between port pairs on poll-mode worker lcores.
+#[derive(Debug, Parser)]
+#[command(name = "palisade-dp", version, about)]
+struct Cli {
+    /// Configuration file; only its [dataplane] section is read.
+    #[arg(long, short, default_value = "/etc/palisade/palisade.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit (0 when valid, 2 with the reason when not).
+    #[arg(long)]
+    check: bool,
+}
+
+/// Prints an error and every cause under it, once.
+#[allow(clippy::print_stderr)]
+fn report(e: &dyn Error) {
+    eprintln!("palisade-dp: error: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        eprintln!("  caused by: {s}");
+        src = s.source();
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e);
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!(
+            "{}: ok ({} ports, {} pairs, {} worker lcores)",
+            cli.config.display(),
+            cfg.ports.len(),
+            cfg.pairs.len(),
+            cfg.worker_lcores().len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = preflight::check_host(&cfg) {
+        report(&e);
+        return ExitCode::from(1);
+    }
+    match run(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(e.as_ref());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cfg: &DataplaneConfig) -> Result<(), Box<dyn Error>> {
+    // Register before the EAL starts so a signal during start-up still ends in a clean stop.
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&term))?;
+        signal_hook::flag::register(sig, Arc::clone(&term))?;
+    }
+
+    let started = Instant::now();
+    let eal = Eal::init(&cfg.eal_args())?;
+    let eal_ms = started.elapsed().as_secs_f64() * 1e3;
+    let dp = Dataplane::from_config(&eal, cfg)?;
+    drop(eal); // the dataplane holds its own handle
+    tracing::info!(
+        eal_init_ms = format!("{eal_ms:.1}"),
+        ready_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+        ports = cfg.ports.len(),
+        workers = cfg.worker_lcores().len(),
+        "dataplane running"
+    );
+    for p in dp.port_reports() {
+        tracing::info!(port = %p.name, port_id = p.port_id, lcore = p.lcore.0, link_up = p.link.up, "port started");
+    }
+
+    let interval = Duration::from_secs(u64::from(cfg.stats_interval_s));
+    let mut next_stats = Instant::now() + interval;
+    while !term.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
+            log_stats(&dp);
+            next_stats += interval;
+        }
+    }
+    tracing::info!("stopping");
+    log_stats(&dp);
+    drop(dp);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_stats(dp: &Dataplane) {
+    for p in dp.port_reports() {
+        let c = p.counters;
+        let pmd = p.pmd.unwrap_or_default();
+        tracing::info!(
+            port = %p.name,
+            rx = c.rx_packets,
+            rx_bytes = c.rx_bytes,
+            tx = c.tx_packets,
+            tx_bytes = c.tx_bytes,
+            tx_retries = c.tx_retries,
+            dropped_tx_full = c.dropped(DropReason::TxFull),
+            missed = pmd.imissed,
+            rx_errors = pmd.ierrors,
+            tx_errors = pmd.oerrors,
+            rx_nombuf = pmd.rx_nombuf,
+            link_up = p.link.up,
+            "port counters"
+        );
+    }
+    for w in dp.worker_reports() {
+        let c = w.counters;
+        tracing::info!(
+            lcore = w.lcore.0,
+            pairs = w.pairs,
+            running = w.running,
+            loops = c.loops,
+            idle_loops = c.idle_loops,
+            sleeps = c.sleeps,
+            rx = c.rx_packets,
+            tx = c.tx_packets,
+            dropped = c.dropped,
+            "worker counters"
+        );
+    }
+}

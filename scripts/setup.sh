@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for building, testing and running Palisade (Debian 12, as root).
+#
+#   - Debian packages: DPDK 22.11 (runtime, PMD plugins, headers, pkg-config file), libclang
+#     for bindgen, iproute2/ethtool/ping/tcpdump for the network tests;
+#   - 2 MiB hugepages (PALISADE_HUGEPAGES, default 512) and a hugetlbfs mount on /dev/hugepages;
+#   - cargo-nextest when it is missing (every DPDK test needs its own process).
+#
+# Safe to run again: it only does what is missing.
+set -euo pipefail
+
+HUGEPAGES=${PALISADE_HUGEPAGES:-512}
+PACKAGES=(
+  dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev
+  iproute2 iputils-ping ethtool tcpdump procps
+)
+
+log() { printf 'setup: %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: must run as root (it installs packages and reserves hugepages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "packages present"
+fi
+
+# Hugepages: reserve at least $HUGEPAGES 2 MiB pages (never shrink what an operator set).
+cur=$(cat /proc/sys/vm/nr_hugepages)
+if ((cur < HUGEPAGES)); then
+  log "reserving $HUGEPAGES x 2 MiB hugepages (had $cur)"
+  echo "$HUGEPAGES" >/proc/sys/vm/nr_hugepages
+  got=$(cat /proc/sys/vm/nr_hugepages)
+  if ((got < HUGEPAGES)); then
+    echo "setup: the kernel gave only $got of $HUGEPAGES hugepages (memory too fragmented?)" >&2
+    exit 1
+  fi
+else
+  log "hugepages: $cur reserved"
+fi
+if ! mountpoint -q /dev/hugepages; then
+  mkdir -p /dev/hugepages
+  mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages
+  log "mounted hugetlbfs on /dev/hugepages"
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+log "ok"
