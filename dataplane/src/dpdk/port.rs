@@ -144,9 +144,10 @@ impl Port {
         rx: Arc<Ring>,
         tx: Arc<Ring>,
     ) -> Result<Self, DpdkError> {
+        // The ring PMD names the device `net_ring_<name>` itself.
         let dev_name = format!("net_ring_{name}");
         let op = format!("create ring port {name}");
-        let cname = cstring(&op, &dev_name)?;
+        let cname = cstring(&op, name)?;
         let mut rxs = [rx.as_ptr()];
         let mut txs = [tx.as_ptr()];
         let mark = log::mark();
