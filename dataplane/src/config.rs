@@ -102,7 +102,8 @@ impl Source<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Memory {
-    /// Hugepage files under hugetlbfs with `--file-prefix` (unlinked right after mapping).
+    /// Hugepage files under hugetlbfs with `--file-prefix` (unlinked right after mapping);
+    /// not for virtio_user ports, which need single-file segments.
     Hugepages,
     /// Hugepages without any files or shared config (`--in-memory`); the default.
     InMemory,
@@ -400,10 +401,10 @@ impl DataplaneConfig {
             "--no-telemetry".to_owned(),
         ];
         match self.memory {
-            Memory::Hugepages => {
-                a.push("--huge-unlink".to_owned());
-                a.push("--single-file-segments".to_owned());
-            }
+            // Files are unlinked as soon as they are mapped, so even a killed process leaves
+            // none; DPDK refuses that together with --single-file-segments, which is why
+            // virtio_user ports want "in-memory".
+            Memory::Hugepages => a.push("--huge-unlink".to_owned()),
             Memory::InMemory => {
                 a.push("--in-memory".to_owned());
                 a.push("--single-file-segments".to_owned());
@@ -439,7 +440,7 @@ struct DpFile {
 
 /// `[dataplane]` exactly as written, before validation. `palisade` embeds it in its own
 /// whole-file config and calls [`RawDataplane::validate`].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDataplane {
     #[serde(default)]

@@ -106,7 +106,18 @@ fn eal_args_follow_memory_mode() {
         ]
     );
     c.memory = Memory::Hugepages;
-    assert!(c.eal_args().contains(&"--huge-unlink".to_owned()));
+    c.eal_extra.clear();
+    assert_eq!(
+        c.eal_args(),
+        [
+            "-l",
+            "0,1",
+            "--file-prefix",
+            "t1",
+            "--no-telemetry",
+            "--huge-unlink"
+        ]
+    );
 }
 
 #[test]

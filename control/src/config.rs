@@ -1,0 +1,246 @@
+//! The whole `palisade.toml`: `[api]`, `[store]` and `[dataplane]` (validated by the
+//! dataplane crate's own types, so `palisade` and `palisade-dp` agree on it).
+//!
+//! Raw serde shape first (`deny_unknown_fields` everywhere), then a validated [`Config`];
+//! every rejection names the file, line and column. Field documentation lives in
+//! `config/palisade.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use dataplane::config::{ConfigError, DataplaneConfig, RawDataplane, Source};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Default configuration file.
+pub const DEFAULT_PATH: &str = "/etc/palisade/palisade.toml";
+/// Default data directory (SQLite store).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/palisade";
+/// Default API address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10443";
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// REST API.
+    pub api: ApiConfig,
+    /// Persistent state.
+    pub store: StoreConfig,
+    /// The dataplane section, exactly as `palisade-dp` reads it.
+    pub dataplane: DataplaneConfig,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Address the REST API listens on.
+    pub listen: SocketAddr,
+    /// TLS certificate and key (PEM), when the API serves HTTPS.
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP on a non-loopback address anyway (tests behind another proxy only).
+    pub allow_insecure_non_loopback: bool,
+}
+
+/// TLS material for the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Directory for the SQLite database and secrets.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    api: Option<Spanned<RawApi>>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    dataplane: Option<RawDataplane>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_cert: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    tls_key: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    allow_insecure_non_loopback: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates `text` (read from `path`, used in messages).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let src = Source { path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let api = validate_api(&src, raw.api)?;
+    let store = StoreConfig {
+        data_dir: raw
+            .store
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    };
+    let dataplane = raw.dataplane.unwrap_or_default().validate(&src)?;
+    Ok(Config {
+        api,
+        store,
+        dataplane,
+    })
+}
+
+fn validate_api(src: &Source<'_>, raw: Option<Spanned<RawApi>>) -> Result<ApiConfig, ConfigError> {
+    let (span, raw) = match raw {
+        Some(r) => {
+            let span = r.span();
+            (span, r.into_inner())
+        }
+        None => (0..0, RawApi::default()),
+    };
+    let listen = match &raw.listen {
+        None => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| src.error(0..0, "bad default listen address"))?,
+        Some(l) => l.get_ref().parse::<SocketAddr>().map_err(|_| {
+            src.error(
+                l.span(),
+                format!(
+                    "`listen` must be an IP address and port such as 127.0.0.1:10443, not `{}`",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(TlsConfig {
+            cert: cert.into_inner(),
+            key: key.into_inner(),
+        }),
+        (Some(c), None) => return Err(src.error(c.span(), "`tls_cert` needs `tls_key` as well")),
+        (None, Some(k)) => return Err(src.error(k.span(), "`tls_key` needs `tls_cert` as well")),
+    };
+    if !listen.ip().is_loopback() && tls.is_none() && !raw.allow_insecure_non_loopback {
+        let at = raw.listen.as_ref().map_or(span, Spanned::span);
+        return Err(src.error(
+            at,
+            format!(
+                "the API would listen on {listen} without TLS: set `tls_cert` and `tls_key`, or listen on a loopback address"
+            ),
+        ));
+    }
+    Ok(ApiConfig {
+        listen,
+        tls,
+        allow_insecure_non_loopback: raw.allow_insecure_non_loopback,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(text: &str) -> (usize, String) {
+        let e = parse(text, Path::new("c.toml")).unwrap_err();
+        (e.line().unwrap_or(0), e.message())
+    }
+
+    #[test]
+    fn empty_file_gets_defaults() {
+        let c = parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.api.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.api.tls, None);
+        assert_eq!(c.store.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(c.dataplane.ports.is_empty());
+        assert_eq!(c.dataplane.lcores, vec![0, 1]);
+    }
+
+    #[test]
+    fn unknown_section_is_rejected_with_its_line() {
+        let (line, msg) = bad("[api]\n\n[scanner]\nx = 1\n");
+        assert_eq!(line, 3);
+        assert!(
+            msg.starts_with("unknown field `scanner`, expected one of"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn non_loopback_needs_tls() {
+        assert_eq!(
+            bad("[api]\nlisten = \"0.0.0.0:10443\"\n"),
+            (2, "the API would listen on 0.0.0.0:10443 without TLS: set `tls_cert` and `tls_key`, or listen on a loopback address".into())
+        );
+        let ok = parse(
+            "[api]\nlisten = \"0.0.0.0:10443\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.api.tls.unwrap().key, PathBuf::from("/k.pem"));
+        let ok = parse("[api]\nlisten = \"[::1]:1\"\n", Path::new("c.toml")).unwrap();
+        assert!(ok.api.listen.ip().is_loopback());
+        assert!(
+            parse(
+                "[api]\nlisten = \"10.0.0.1:80\"\nallow_insecure_non_loopback = true\n",
+                Path::new("c.toml")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_api_values() {
+        assert_eq!(
+            bad("[api]\nlisten = \"localhost\"\n"),
+            (
+                2,
+                "`listen` must be an IP address and port such as 127.0.0.1:10443, not `localhost`"
+                    .into()
+            )
+        );
+        assert_eq!(
+            bad("[api]\ntls_cert = \"/c\"\n"),
+            (2, "`tls_cert` needs `tls_key` as well".into())
+        );
+        assert_eq!(
+            bad("[api]\ntls_key = \"/k\"\n"),
+            (2, "`tls_key` needs `tls_cert` as well".into())
+        );
+    }
+
+    #[test]
+    fn dataplane_errors_keep_their_position_in_the_whole_file() {
+        let (line, msg) = bad(
+            "[api]\n[store]\ndata_dir = \"/tmp/x\"\n[dataplane]\n[[dataplane.port]]\nname = \"a\"\nkind = \"nic\"\n",
+        );
+        assert_eq!(line, 7);
+        assert!(msg.starts_with("unknown port kind `nic`"), "{msg}");
+    }
+}

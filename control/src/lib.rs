@@ -1,0 +1,7 @@
+//! `palisade`, the control process and CLI.
+//!
+//! Today it loads and validates the whole configuration file ([`config`]) and answers
+//! `--version`; the API, store, discovery, plumbing and engines join in later issues.
+
+pub mod cli;
+pub mod config;

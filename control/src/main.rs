@@ -1,0 +1,45 @@
+//! `palisade`: control process and CLI.
+//!
+//! Exit codes: 0 on success, 2 for an invalid configuration or usage, 1 for any other failure.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use control::cli::{Cli, Command};
+use control::config;
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check => match config::load(&cli.config) {
+            Ok(mut c) => {
+                if let Some(d) = cli.data_dir {
+                    c.store.data_dir = d;
+                }
+                println!(
+                    "{}: ok (api {}{}, data {}, {} dataplane ports)",
+                    cli.config.display(),
+                    c.api.listen,
+                    if c.api.tls.is_some() { " with TLS" } else { "" },
+                    c.store.data_dir.display(),
+                    c.dataplane.ports.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("palisade: error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
