@@ -863,10 +863,10 @@ impl RawDataplane {
             self.idle_sleep_us.as_ref(),
             defaults::IDLE_SLEEP_US,
         )?;
-        if let Some(v) = &self.idle_sleep_us {
-            if *v.get_ref() > 100_000 {
-                return Err(src.error(v.span(), "`idle_sleep_us` must be at most 100000 (0.1 s)"));
-            }
+        if let Some(v) = &self.idle_sleep_us
+            && *v.get_ref() > 100_000
+        {
+            return Err(src.error(v.span(), "`idle_sleep_us` must be at most 100000 (0.1 s)"));
         }
         let mbufs = positive(src, "mbufs", self.mbufs.as_ref(), defaults::MBUFS)?;
         if mbufs < 1024 {
@@ -901,19 +901,18 @@ impl RawDataplane {
                     format!("port `{}` is defined twice", cfg.name),
                 ));
             }
-            if let Some(iface) = cfg.kind.required_iface() {
-                if let Some(q) = ports
+            if let Some(iface) = cfg.kind.required_iface()
+                && let Some(q) = ports
                     .iter()
                     .find(|q| q.kind.required_iface() == Some(iface))
-                {
-                    return Err(src.error(
-                        p.name.span(),
-                        format!(
-                            "ports `{}` and `{}` both use interface `{iface}`",
-                            q.name, cfg.name
-                        ),
-                    ));
-                }
+            {
+                return Err(src.error(
+                    p.name.span(),
+                    format!(
+                        "ports `{}` and `{}` both use interface `{iface}`",
+                        q.name, cfg.name
+                    ),
+                ));
             }
             ports.push(cfg);
         }

@@ -71,13 +71,13 @@ pub fn check_host(cfg: &DataplaneConfig) -> Result<(), PreflightError> {
 /// Every interface a port needs exists under `net_dir` (normally `/sys/class/net`).
 pub fn check_interfaces(cfg: &DataplaneConfig, net_dir: &Path) -> Result<(), PreflightError> {
     for p in &cfg.ports {
-        if let Some(iface) = p.kind.required_iface() {
-            if !net_dir.join(iface).exists() {
-                return Err(PreflightError::MissingInterface {
-                    port: p.name.clone(),
-                    iface: iface.to_owned(),
-                });
-            }
+        if let Some(iface) = p.kind.required_iface()
+            && !net_dir.join(iface).exists()
+        {
+            return Err(PreflightError::MissingInterface {
+                port: p.name.clone(),
+                iface: iface.to_owned(),
+            });
         }
     }
     Ok(())

@@ -157,12 +157,11 @@ impl Drop for EalInner {
         }
         // DPDK leaves its runtime directory (config, fbarray and socket files) behind; it is
         // ours alone because the file prefix is unique per process.
-        if let Some(dir) = &self.runtime_dir {
-            if dir.exists() {
-                if let Err(e) = std::fs::remove_dir_all(dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove DPDK runtime dir");
-                }
-            }
+        if let Some(dir) = &self.runtime_dir
+            && dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove DPDK runtime dir");
         }
     }
 }
