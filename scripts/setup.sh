@@ -2,7 +2,7 @@
 # Idempotent machine setup for building, testing and running Palisade (Debian 12, as root).
 #
 #   - Debian packages: DPDK 22.11 (runtime, PMD plugins, headers, pkg-config file), libclang
-#     for bindgen, iproute2/ethtool/ping/tcpdump for the network tests;
+#     for bindgen, iproute2/ethtool/ping/tcpdump/netcat for the network tests and the demo;
 #   - 2 MiB hugepages (PALISADE_HUGEPAGES, default 512) and a hugetlbfs mount on /dev/hugepages;
 #   - cargo-nextest when it is missing (every DPDK test needs its own process).
 #
@@ -12,7 +12,7 @@ set -euo pipefail
 HUGEPAGES=${PALISADE_HUGEPAGES:-512}
 PACKAGES=(
   dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev
-  iproute2 iputils-ping ethtool tcpdump procps
+  iproute2 iputils-ping ethtool tcpdump procps netcat-openbsd
 )
 
 log() { printf 'setup: %s\n' "$*"; }

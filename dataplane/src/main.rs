@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM) or a successful `--check`; 2 when the
 //! configuration is invalid; 1 when the host or DPDK refuses to start (the message says what
-//! to do). A second SIGINT/SIGTERM during shutdown exits at once with 1.
+//! to do). SIGINT and SIGTERM both stop it cleanly, however many arrive.
 
 use std::error::Error;
 use std::io::IsTerminal;
@@ -85,9 +85,9 @@ fn main() -> ExitCode {
 fn run(cfg: &DataplaneConfig) -> Result<(), Box<dyn Error>> {
     // Register before the EAL starts so a signal during start-up still ends in a clean stop.
     let term = Arc::new(AtomicBool::new(false));
+    // Further signals while stopping change nothing: a Ctrl-C that reaches the whole process
+    // group and a supervisor's SIGTERM must not turn into an unclean exit.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while stopping exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&term))?;
         signal_hook::flag::register(sig, Arc::clone(&term))?;
     }
 
