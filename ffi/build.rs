@@ -86,7 +86,7 @@ fn main() {
         // Narrow allowlist: `rte_.*` pulls in the AMX/AVX-512 intrinsics and breaks the build.
         .allowlist_function("shim_.*")
         .allowlist_function("rte_eal_(init|cleanup|remote_launch|wait_lcore|mp_wait_lcore|process_type|hotplug_add|hotplug_remove|get_runtime_dir)")
-        .allowlist_function("rte_(get_next_lcore|get_main_lcore|lcore_count|lcore_is_enabled|lcore_to_socket_id|socket_id)")
+        .allowlist_function("rte_(get_next_lcore|get_main_lcore|lcore_count|lcore_is_enabled|lcore_to_socket_id|socket_id|get_tsc_hz)")
         .allowlist_function("rte_(strerror|openlog_stream|log_set_global_level|log_get_global_level|log_cur_msg_loglevel)")
         .allowlist_function("rte_dev_(probe|remove)")
         .allowlist_function("rte_pktmbuf_(pool_create|free_bulk)")

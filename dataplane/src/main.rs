@@ -101,6 +101,7 @@ fn run(cfg: &DataplaneConfig) -> Result<(), Box<dyn Error>> {
         ready_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
         ports = cfg.ports.len(),
         workers = cfg.worker_lcores().len(),
+        tsc_hz = dp.eal().tsc_hz(),
         "dataplane running"
     );
     for p in dp.port_reports() {
@@ -155,6 +156,8 @@ fn log_stats(dp: &Dataplane) {
             rx = c.rx_packets,
             tx = c.tx_packets,
             dropped = c.dropped,
+            busy_cycles = c.busy_cycles,
+            cycles_per_packet = format!("{:.1}", c.cycles_per_packet().unwrap_or(0.0)),
             "worker counters"
         );
     }

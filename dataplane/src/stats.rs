@@ -134,6 +134,10 @@ pub struct WorkerCounters {
     pub tx_packets: Counter,
     /// Packets dropped, for any reason.
     pub dropped: Counter,
+    /// TSC cycles spent on bursts that carried packets (receive to transmit), the measure
+    /// `dpdk-testpmd --record-core-cycles` reports: divided by `rx_packets` it is the cost of a
+    /// packet, whatever the offered load.
+    pub busy_cycles: Counter,
 }
 
 impl WorkerCounters {
@@ -146,6 +150,7 @@ impl WorkerCounters {
             rx_packets: self.rx_packets.get(),
             tx_packets: self.tx_packets.get(),
             dropped: self.dropped.get(),
+            busy_cycles: self.busy_cycles.get(),
         }
     }
 }
@@ -165,6 +170,15 @@ pub struct WorkerSnapshot {
     pub tx_packets: u64,
     /// Packets dropped.
     pub dropped: u64,
+    /// TSC cycles spent on non-empty bursts.
+    pub busy_cycles: u64,
+}
+
+impl WorkerSnapshot {
+    /// Busy cycles per received packet; `None` before the first packet.
+    pub fn cycles_per_packet(&self) -> Option<f64> {
+        (self.rx_packets > 0).then(|| self.busy_cycles as f64 / self.rx_packets as f64)
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <rte_config.h>
+#include <rte_cycles.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>

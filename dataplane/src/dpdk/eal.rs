@@ -139,6 +139,12 @@ impl Eal {
         &self.0.workers
     }
 
+    /// Time-stamp counter frequency, Hz (to turn cycle counts into time).
+    pub fn tsc_hz(&self) -> u64 {
+        // SAFETY: plain getter on an initialised EAL.
+        unsafe { ffi::rte_get_tsc_hz() }
+    }
+
     /// NUMA socket of the calling thread's lcore (for allocations).
     pub fn socket_id(&self) -> i32 {
         // SAFETY: plain getter on an initialised EAL.

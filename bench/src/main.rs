@@ -1,0 +1,510 @@
+//! `palisade-bench`: runs benchmark scenarios with the reference (`dpdk-testpmd`) and with
+//! `palisade-dp` in the same position, on the same ports and cores, alternating, in one
+//! invocation; prints a table and writes a JSON report.
+//!
+//! Scenario `forward`: a `dpdk-testpmd --forward-mode=txonly` generator owns a memif server
+//! socket; the device under test attaches to it as a memif client and forwards everything to a
+//! `net_null` sink. The rate is the sink's transmit counter over the measurement window. The
+//! generator's busy lcore is pinned to CPU 0, the DUT's worker to CPU 1: two busy pollers, one
+//! per vCPU.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bench::{
+    Report, Sample, ScenarioReport, TestpmdStats, dp_cycles_per_packet, dp_eal_init_ms, dp_port_tx,
+    median, rate, testpmd_cycles_per_packet,
+};
+use clap::Parser;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Benchmarks palisade-dp against dpdk-testpmd in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "palisade-bench", version, about)]
+struct Cli {
+    /// Fewer and shorter rounds (a smoke run, not a measurement to quote).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per side (alternating reference, palisade).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Seconds measured per round, after the warm-up.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Packet size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/bench/report.json")]
+    out: PathBuf,
+    /// palisade-dp binary (default: next to this one).
+    #[arg(long)]
+    dp: Option<PathBuf>,
+    /// dpdk-testpmd binary.
+    #[arg(long, default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+    /// Scenarios to run (default: all). Known: forward.
+    scenarios: Vec<String>,
+}
+
+const WARMUP: Duration = Duration::from_secs(3);
+
+/// Turns an output line into a counter value, when it carries one.
+type LineParser = dyn FnMut(&str) -> Option<u64> + Send;
+
+/// A child process whose output lines are turned into counter samples by a reader thread.
+struct Probe {
+    child: Child,
+    name: &'static str,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Probe {
+    /// Starts `cmd`, reading stdout (`from_stdout`) or stderr line by line; `parse` turns a line
+    /// into a counter value.
+    fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        from_stdout: bool,
+        parse: impl FnMut(&str) -> Option<u64> + Send + 'static,
+    ) -> Result<Self, String> {
+        cmd.stdin(Stdio::null());
+        if from_stdout {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let streams: Vec<Box<dyn std::io::Read + Send>> = if from_stdout {
+            let out = child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+            let err = child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+            out.into_iter().chain(err).collect()
+        } else {
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)
+                .into_iter()
+                .collect()
+        };
+        // The first stream carries the counters; any other is only kept for error messages.
+        let mut parse: Option<Box<LineParser>> = Some(Box::new(parse));
+        for s in streams {
+            let (samples, lines) = (Arc::clone(&samples), Arc::clone(&lines));
+            let mut parse_here = parse.take();
+            std::thread::spawn(move || {
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    if let Some(v) = parse_here.as_mut().and_then(|p| p(&line))
+                        && let Ok(mut s) = samples.lock()
+                    {
+                        s.push(Sample {
+                            at: Instant::now(),
+                            value: v,
+                        });
+                    }
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            child,
+            name,
+            samples,
+            lines,
+        })
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Fails when the process already exited, with its output.
+    fn check_alive(&mut self) -> Result<(), String> {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            return Err(format!(
+                "{} exited early ({st}):\n{}",
+                self.name,
+                self.lines().join("\n")
+            ));
+        }
+        Ok(())
+    }
+
+    /// SIGINT, then SIGKILL after 10 s.
+    fn stop(mut self) -> Vec<String> {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers drain
+                return self.lines();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines()
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The testpmd port-`port` transmit counter parser.
+fn testpmd_tx(port: u16) -> impl FnMut(&str) -> Option<u64> + Send + 'static {
+    let mut st = TestpmdStats::default();
+    move |l| st.feed(l).and_then(|(p, tx)| (p == port).then_some(tx))
+}
+
+struct Forward<'a> {
+    cli: &'a Cli,
+    dp: PathBuf,
+    tag: String,
+    socket: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dut {
+    Reference,
+    Palisade,
+}
+
+struct Round {
+    rate_pps: f64,
+    offered_pps: f64,
+    cycles_per_packet: Option<f64>,
+    eal_init_ms: Option<f64>,
+}
+
+impl Forward<'_> {
+    fn memif(&self, name: &str, role: &str) -> String {
+        format!(
+            "{name},role={role},socket={},socket-abstract=yes",
+            self.socket
+        )
+    }
+
+    /// testpmd under `stdbuf -oL`: its statistics must arrive as they are printed, because
+    /// the harness timestamps each line (a pipe would otherwise block-buffer them).
+    fn testpmd(&self) -> Command {
+        let mut cmd = Command::new("stdbuf");
+        cmd.arg("-oL").arg(&self.cli.testpmd);
+        cmd
+    }
+
+    fn generator(&self, round: u32) -> Result<Probe, String> {
+        let mut cmd = self.testpmd();
+        // lcore 0 (main, mostly asleep) on CPU 1, lcore 1 (the busy transmitter) on CPU 0.
+        cmd.args([
+            "--lcores",
+            "0@1,1@0",
+            "--in-memory",
+            "--no-pci",
+            "--no-telemetry",
+            "--file-prefix",
+        ])
+        .arg(format!("{}gen{round}", self.tag))
+        .arg("--vdev")
+        .arg(self.memif("net_memif_gen", "server"))
+        .args([
+            "--",
+            "--forward-mode=txonly",
+            "--stats-period=1",
+            "--nb-cores=1",
+        ])
+        .arg(format!("--txpkts={}", self.cli.size));
+        Probe::spawn("generator (testpmd txonly)", cmd, true, testpmd_tx(0))
+    }
+
+    fn dut(&self, which: Dut, round: u32, dir: &Path) -> Result<Probe, String> {
+        match which {
+            Dut::Reference => {
+                let mut cmd = self.testpmd();
+                cmd.args([
+                    "-l",
+                    "0-1",
+                    "--in-memory",
+                    "--no-pci",
+                    "--no-telemetry",
+                    "--file-prefix",
+                ])
+                .arg(format!("{}ref{round}", self.tag))
+                .arg("--vdev")
+                .arg(self.memif("net_memif_in", "client"))
+                .args(["--vdev", "net_null_sink,no-rx=1"])
+                .args([
+                    "--",
+                    "--forward-mode=io",
+                    "--stats-period=1",
+                    "--nb-cores=1",
+                    "--record-core-cycles",
+                ]);
+                Probe::spawn("reference (testpmd io)", cmd, true, testpmd_tx(1))
+            }
+            Dut::Palisade => {
+                let cfg = dir.join(format!("dp{round}.toml"));
+                let text = format!(
+                    "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{}dp{round}\"\nidle = \"busy\"\nstats_interval_s = 1\n\
+                     [[dataplane.port]]\nname = \"in\"\nkind = \"memif\"\nsocket = \"{}\"\nrole = \"client\"\n\
+                     [[dataplane.port]]\nname = \"sink\"\nkind = \"null\"\nno_rx = true\n\
+                     [[dataplane.pair]]\nports = [\"in\", \"sink\"]\n",
+                    self.tag, self.socket
+                );
+                std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
+                let mut cmd = Command::new(&self.dp);
+                cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
+                Probe::spawn("palisade-dp", cmd, false, |l| dp_port_tx(l, "sink"))
+            }
+        }
+    }
+
+    fn round(&self, which: Dut, round: u32, seconds: u64, dir: &Path) -> Result<Round, String> {
+        let mut generator = self.generator(round)?;
+        std::thread::sleep(Duration::from_millis(1500));
+        generator.check_alive()?;
+        let start = Instant::now();
+        let mut dut = self.dut(which, round, dir)?;
+        let window = Duration::from_secs(seconds);
+        while start.elapsed() < WARMUP + window + Duration::from_millis(2500) {
+            std::thread::sleep(Duration::from_millis(200));
+            dut.check_alive()?;
+            generator.check_alive()?;
+        }
+        let dut_samples = dut.samples();
+        let gen_samples = generator.samples();
+        let dut_lines = dut.stop();
+        let _ = generator.stop();
+        let span = window + Duration::from_millis(2500);
+        let rate_pps = rate(&dut_samples, start, WARMUP, span).ok_or_else(|| {
+            let at: Vec<String> = dut_samples
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:.1}s={}",
+                        s.at.duration_since(start).as_secs_f64(),
+                        s.value
+                    )
+                })
+                .collect();
+            format!(
+                "no rate from {which:?} (samples: {}); its output:\n{}",
+                at.join(" "),
+                dut_lines.join("\n")
+            )
+        })?;
+        let offered_pps = rate(&gen_samples, start, WARMUP, span).unwrap_or(0.0);
+        let eal_init_ms = dut_lines.iter().find_map(|l| dp_eal_init_ms(l));
+        // The last report covers the whole run, warm-up included: cycles per packet do not
+        // depend on the rate, so that is fine.
+        let cycles_per_packet = dut_lines
+            .iter()
+            .rev()
+            .find_map(|l| testpmd_cycles_per_packet(l).or_else(|| dp_cycles_per_packet(l)));
+        Ok(Round {
+            rate_pps,
+            offered_pps,
+            cycles_per_packet,
+            eal_init_ms,
+        })
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} vCPUs, Linux {}", kernel.trim())
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn run_forward(cli: &Cli) -> Result<ScenarioReport, String> {
+    let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 });
+    let seconds = cli.seconds.unwrap_or(if cli.quick { 3 } else { 8 });
+    let dp = match &cli.dp {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("palisade-dp"),
+    };
+    let pid = std::process::id();
+    let fw = Forward {
+        cli,
+        dp,
+        tag: format!("pb{pid}"),
+        socket: format!("/run/palisade-bench-{pid}.sock"),
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (mut reference, mut palisade, mut offered, mut eal) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ref_cpp, mut dp_cpp) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        for which in [Dut::Reference, Dut::Palisade] {
+            let res = fw.round(which, r, seconds, dir.path())?;
+            let mpps = res.rate_pps / 1e6;
+            eprintln!(
+                "forward round {}/{rounds} {which:?}: {mpps:.2} Mpps (offered {:.2}), {:.1} cycles/packet",
+                r + 1,
+                res.offered_pps / 1e6,
+                res.cycles_per_packet.unwrap_or(0.0)
+            );
+            offered.push(res.offered_pps / 1e6);
+            match which {
+                Dut::Reference => {
+                    reference.push(mpps);
+                    ref_cpp.extend(res.cycles_per_packet);
+                }
+                Dut::Palisade => {
+                    palisade.push(mpps);
+                    dp_cpp.extend(res.cycles_per_packet);
+                    eal.extend(res.eal_init_ms);
+                }
+            }
+        }
+    }
+    let reference_mpps = median(&reference).unwrap_or(0.0);
+    let palisade_mpps = median(&palisade).unwrap_or(0.0);
+    let reference_cycles_per_packet = median(&ref_cpp).unwrap_or(0.0);
+    let palisade_cycles_per_packet = median(&dp_cpp).unwrap_or(0.0);
+    Ok(ScenarioReport {
+        name: "forward".into(),
+        reference: "dpdk-testpmd --forward-mode=io".into(),
+        reference_mpps,
+        palisade_mpps,
+        ratio: if reference_mpps > 0.0 {
+            palisade_mpps / reference_mpps
+        } else {
+            0.0
+        },
+        reference_cycles_per_packet,
+        palisade_cycles_per_packet,
+        cycle_ratio: if palisade_cycles_per_packet > 0.0 {
+            reference_cycles_per_packet / palisade_cycles_per_packet
+        } else {
+            0.0
+        },
+        offered_mpps: median(&offered).unwrap_or(0.0),
+        packet_bytes: cli.size,
+        reference_rounds: reference,
+        palisade_rounds: palisade,
+        palisade_eal_init_ms: eal,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let wanted: Vec<String> = if cli.scenarios.is_empty() {
+        vec!["forward".into()]
+    } else {
+        cli.scenarios.clone()
+    };
+    let mut report = Report {
+        commit: commit(),
+        machine: machine(),
+        scenarios: Vec::new(),
+    };
+    for s in &wanted {
+        let res = match s.as_str() {
+            "forward" => run_forward(&cli),
+            other => Err(format!("unknown scenario `{other}`; known: forward")),
+        };
+        match res {
+            Ok(r) => report.scenarios.push(r),
+            Err(e) => {
+                eprintln!("palisade-bench: error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    println!(
+        "{:<9} {:<31} {:>8} {:>8} {:>6} {:>8} {:>8} {:>7} {:>8}",
+        "scenario",
+        "reference",
+        "ref Mpps",
+        "pal Mpps",
+        "ratio",
+        "ref c/p",
+        "pal c/p",
+        "c ratio",
+        "offered"
+    );
+    for s in &report.scenarios {
+        println!(
+            "{:<9} {:<31} {:>8.2} {:>8.2} {:>6.3} {:>8.1} {:>8.1} {:>7.3} {:>8.2}",
+            s.name,
+            s.reference,
+            s.reference_mpps,
+            s.palisade_mpps,
+            s.ratio,
+            s.reference_cycles_per_packet,
+            s.palisade_cycles_per_packet,
+            s.cycle_ratio,
+            s.offered_mpps
+        );
+    }
+    if let Some(parent) = cli.out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    match serde_json::to_string_pretty(&report) {
+        Ok(j) => {
+            if let Err(e) = std::fs::write(&cli.out, j + "\n") {
+                eprintln!(
+                    "palisade-bench: error: cannot write {}: {e}",
+                    cli.out.display()
+                );
+                return ExitCode::from(1);
+            }
+            println!("report: {}", cli.out.display());
+        }
+        Err(e) => {
+            eprintln!("palisade-bench: error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
