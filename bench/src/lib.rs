@@ -141,27 +141,39 @@ pub struct ScenarioReport {
     pub name: String,
     /// The reference command.
     pub reference: String,
-    /// Reference forwarding rate, median of rounds, Mpps.
+    /// Reference forwarding rate, best round, Mpps.
     pub reference_mpps: f64,
-    /// Palisade forwarding rate, median of rounds, Mpps.
+    /// Palisade forwarding rate, best round, Mpps.
     pub palisade_mpps: f64,
     /// palisade_mpps / reference_mpps.
     pub ratio: f64,
-    /// Reference busy TSC cycles per packet (testpmd `--record-core-cycles`), median.
+    /// Reference busy TSC cycles per packet (testpmd `--record-core-cycles`), best round.
     pub reference_cycles_per_packet: f64,
-    /// Palisade busy TSC cycles per packet, median.
+    /// Palisade busy TSC cycles per packet, best round.
     pub palisade_cycles_per_packet: f64,
     /// reference_cycles_per_packet / palisade_cycles_per_packet: Palisade's per-core capacity
     /// relative to the reference, meaningful even when the generator limits the rate.
     pub cycle_ratio: f64,
     /// Generator's offered rate while measuring, median, Mpps.
     pub offered_mpps: f64,
+    /// Reference rate, median of rounds, Mpps.
+    pub reference_median_mpps: f64,
+    /// Palisade rate, median of rounds, Mpps.
+    pub palisade_median_mpps: f64,
+    /// Reference cycles per packet, median of rounds.
+    pub reference_median_cycles_per_packet: f64,
+    /// Palisade cycles per packet, median of rounds.
+    pub palisade_median_cycles_per_packet: f64,
     /// Packet size, bytes.
     pub packet_bytes: u32,
     /// Every round's rates in run order, Mpps.
     pub reference_rounds: Vec<f64>,
     /// Every round's rates in run order, Mpps.
     pub palisade_rounds: Vec<f64>,
+    /// Every round's cycles per packet, in run order.
+    pub reference_rounds_cycles_per_packet: Vec<f64>,
+    /// Every round's cycles per packet, in run order.
+    pub palisade_rounds_cycles_per_packet: Vec<f64>,
     /// palisade-dp's EAL initialisation time per round, ms.
     pub palisade_eal_init_ms: Vec<f64>,
 }
