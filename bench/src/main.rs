@@ -306,10 +306,11 @@ impl Forward<'_> {
         }
         let dut_samples = dut.samples();
         let gen_samples = generator.samples();
-        // The generator (memif server) goes first: testpmd's memif server can crash when its
-        // client leaves while it transmits.
-        let _ = generator.stop();
+        // The DUT stops first, while traffic still flows: testpmd's summary counters underflow
+        // when its memif peer goes away first. The generator (testpmd's memif server) may
+        // then crash as its client leaves; its numbers are already taken, so that is ignored.
         let dut_lines = dut.stop();
+        let _ = generator.stop();
         let span = window + Duration::from_millis(2500);
         let rate_pps = rate(&dut_samples, start, WARMUP, span).ok_or_else(|| {
             let at: Vec<String> = dut_samples

@@ -192,11 +192,13 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A running `palisade-dp` with its own config and log, stopped (SIGKILL) on drop if still
-/// running.
+/// A running `palisade-dp` with its own config and log. On drop, if it still runs, it is
+/// killed and the DPDK runtime directory of its file prefix is removed (a killed process
+/// cannot clean up; hugepage files need nothing, they are unlinked once mapped).
 #[derive(Debug)]
 pub struct DpProcess {
     child: Option<Child>,
+    file_prefix: Option<String>,
     /// Directory holding the config and the log.
     pub dir: tempfile::TempDir,
     /// stderr of the process.
@@ -222,8 +224,17 @@ impl DpProcess {
             .stderr(err)
             .spawn()
             .expect("spawn palisade-dp");
+        let file_prefix = config.lines().find_map(|l| {
+            let v = l
+                .trim()
+                .strip_prefix("file_prefix")?
+                .trim()
+                .strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_owned())
+        });
         Self {
             child: Some(child),
+            file_prefix,
             dir,
             log,
         }
@@ -290,6 +301,13 @@ impl Drop for DpProcess {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            if let Some(p) = self
+                .file_prefix
+                .as_deref()
+                .filter(|p| !p.is_empty() && !p.contains('/'))
+            {
+                let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}"));
+            }
         }
         if std::thread::panicking() {
             eprintln!("--- palisade-dp log ---\n{}", self.log_text());
