@@ -7,6 +7,9 @@
 //! `net_null` sink. The rate is the sink's transmit counter over the measurement window. The
 //! generator's busy lcore is pinned to CPU 0, the DUT's worker to CPU 1: two busy pollers, one
 //! per vCPU.
+//!
+//! Scenario `null`: no generator; the DUT's input is a `net_null` port that synthesises
+//! packets, forwarded to a `net_null` sink: the pure forwarding cost, CPU-bound.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader};
@@ -48,7 +51,7 @@ struct Cli {
     /// dpdk-testpmd binary.
     #[arg(long, default_value = "dpdk-testpmd")]
     testpmd: PathBuf,
-    /// Scenarios to run (default: all). Known: forward.
+    /// Scenarios to run (default: all). Known: forward (memif -> null), null (null -> null).
     scenarios: Vec<String>,
 }
 
@@ -188,11 +191,21 @@ fn testpmd_tx(port: u16) -> impl FnMut(&str) -> Option<u64> + Send + 'static {
     move |l| st.feed(l).and_then(|(p, tx)| (p == port).then_some(tx))
 }
 
+/// Where the device under test receives from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A testpmd txonly generator behind a memif socket (scenario `forward`).
+    Memif,
+    /// A `net_null` port that synthesises packets itself, no generator (scenario `null`).
+    Null,
+}
+
 struct Forward<'a> {
     cli: &'a Cli,
     dp: PathBuf,
     tag: String,
     socket: String,
+    source: Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +276,10 @@ impl Forward<'_> {
                 ])
                 .arg(format!("{}ref{round}", self.tag))
                 .arg("--vdev")
-                .arg(self.memif("net_memif_in", "client"))
+                .arg(match self.source {
+                    Source::Memif => self.memif("net_memif_in", "client"),
+                    Source::Null => format!("net_null_in,size={}", self.cli.size),
+                })
                 .args(["--vdev", "net_null_sink,no-rx=1"])
                 .args([
                     "--",
@@ -277,12 +293,19 @@ impl Forward<'_> {
             }
             Dut::Palisade => {
                 let cfg = dir.join(format!("dp{round}.toml"));
+                let input = match self.source {
+                    Source::Memif => format!(
+                        "kind = \"memif\"\nsocket = \"{}\"\nrole = \"client\"",
+                        self.socket
+                    ),
+                    Source::Null => format!("kind = \"null\"\nsize = {}", self.cli.size),
+                };
                 let text = format!(
                     "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{}dp{round}\"\nidle = \"busy\"\nstats_interval_s = 1\nmbufs = {MBUFS}\n\
-                     [[dataplane.port]]\nname = \"in\"\nkind = \"memif\"\nsocket = \"{}\"\nrole = \"client\"\n\
+                     [[dataplane.port]]\nname = \"in\"\n{input}\n\
                      [[dataplane.port]]\nname = \"sink\"\nkind = \"null\"\nno_rx = true\n\
                      [[dataplane.pair]]\nports = [\"in\", \"sink\"]\n",
-                    self.tag, self.socket
+                    self.tag
                 );
                 std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
                 let mut cmd = Command::new(&self.dp);
@@ -293,24 +316,34 @@ impl Forward<'_> {
     }
 
     fn round(&self, which: Dut, round: u32, seconds: u64, dir: &Path) -> Result<Round, String> {
-        let mut generator = self.generator(round)?;
-        std::thread::sleep(Duration::from_millis(1500));
-        generator.check_alive()?;
+        let mut generator = match self.source {
+            Source::Memif => {
+                let mut g = self.generator(round)?;
+                std::thread::sleep(Duration::from_millis(1500));
+                g.check_alive()?;
+                Some(g)
+            }
+            Source::Null => None,
+        };
         let start = Instant::now();
         let mut dut = self.dut(which, round, dir)?;
         let window = Duration::from_secs(seconds);
         while start.elapsed() < WARMUP + window + Duration::from_millis(2500) {
             std::thread::sleep(Duration::from_millis(200));
             dut.check_alive()?;
-            generator.check_alive()?;
+            if let Some(g) = generator.as_mut() {
+                g.check_alive()?;
+            }
         }
         let dut_samples = dut.samples();
-        let gen_samples = generator.samples();
+        let gen_samples = generator.as_ref().map(Probe::samples);
         // The DUT stops first, while traffic still flows: testpmd's summary counters underflow
         // when its memif peer goes away first. The generator (testpmd's memif server) may
         // then crash as its client leaves; its numbers are already taken, so that is ignored.
         let dut_lines = dut.stop();
-        let _ = generator.stop();
+        if let Some(g) = generator {
+            let _ = g.stop();
+        }
         let span = window + Duration::from_millis(2500);
         let rate_pps = rate(&dut_samples, start, WARMUP, span).ok_or_else(|| {
             let at: Vec<String> = dut_samples
@@ -329,7 +362,11 @@ impl Forward<'_> {
                 dut_lines.join("\n")
             )
         })?;
-        let offered_pps = rate(&gen_samples, start, WARMUP, span).unwrap_or(0.0);
+        // Without a generator the source is the DUT's own null port: offered = forwarded.
+        let offered_pps = match gen_samples {
+            Some(g) => rate(&g, start, WARMUP, span).unwrap_or(0.0),
+            None => rate_pps,
+        };
         let eal_init_ms = dut_lines.iter().find_map(|l| dp_eal_init_ms(l));
         // The last report covers the whole run, warm-up included: cycles per packet do not
         // depend on the rate, so that is fine.
@@ -370,7 +407,11 @@ fn commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn run_forward(cli: &Cli) -> Result<ScenarioReport, String> {
+fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
+    let name = match source {
+        Source::Memif => "forward",
+        Source::Null => "null",
+    };
     let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 });
     let seconds = cli.seconds.unwrap_or(if cli.quick { 3 } else { 8 });
     let dp = match &cli.dp {
@@ -385,6 +426,7 @@ fn run_forward(cli: &Cli) -> Result<ScenarioReport, String> {
         dp,
         tag: format!("pb{pid}"),
         socket: format!("/run/palisade-bench-{pid}.sock"),
+        source,
     };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (mut reference, mut palisade, mut offered, mut eal) =
@@ -395,7 +437,7 @@ fn run_forward(cli: &Cli) -> Result<ScenarioReport, String> {
             let res = fw.round(which, r, seconds, dir.path())?;
             let mpps = res.rate_pps / 1e6;
             eprintln!(
-                "forward round {}/{rounds} {which:?}: {mpps:.2} Mpps (offered {:.2}), {:.1} cycles/packet",
+                "{name} round {}/{rounds} {which:?}: {mpps:.2} Mpps (offered {:.2}), {:.1} cycles/packet",
                 r + 1,
                 res.offered_pps / 1e6,
                 res.cycles_per_packet.unwrap_or(0.0)
@@ -434,7 +476,7 @@ fn run_forward(cli: &Cli) -> Result<ScenarioReport, String> {
         finite(palisade_cycles_per_packet),
     );
     Ok(ScenarioReport {
-        name: "forward".into(),
+        name: name.into(),
         reference: "dpdk-testpmd --forward-mode=io".into(),
         reference_mpps,
         palisade_mpps,
@@ -467,7 +509,7 @@ fn run_forward(cli: &Cli) -> Result<ScenarioReport, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let wanted: Vec<String> = if cli.scenarios.is_empty() {
-        vec!["forward".into()]
+        vec!["forward".into(), "null".into()]
     } else {
         cli.scenarios.clone()
     };
@@ -478,8 +520,9 @@ fn main() -> ExitCode {
     };
     for s in &wanted {
         let res = match s.as_str() {
-            "forward" => run_forward(&cli),
-            other => Err(format!("unknown scenario `{other}`; known: forward")),
+            "forward" => run_forward(&cli, Source::Memif),
+            "null" => run_forward(&cli, Source::Null),
+            other => Err(format!("unknown scenario `{other}`; known: forward, null")),
         };
         match res {
             Ok(r) => report.scenarios.push(r),

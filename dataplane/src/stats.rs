@@ -134,9 +134,9 @@ pub struct WorkerCounters {
     pub tx_packets: Counter,
     /// Packets dropped, for any reason.
     pub dropped: Counter,
-    /// TSC cycles spent on bursts that carried packets (receive to transmit), the measure
-    /// `dpdk-testpmd --record-core-cycles` reports: divided by `rx_packets` it is the cost of a
-    /// packet, whatever the offered load.
+    /// TSC cycles of the loop iterations that carried packets (every leg's poll in them
+    /// included), the measure `dpdk-testpmd --record-core-cycles` reports per stream: divided
+    /// by `rx_packets` it is the cost of a packet, whatever the offered load.
     pub busy_cycles: Counter,
 }
 

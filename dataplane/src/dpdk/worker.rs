@@ -77,7 +77,8 @@ impl WorkerShared {
     }
 }
 
-/// The CPU's time-stamp counter (what DPDK's `rte_rdtsc` reads), per burst, not per packet.
+/// The CPU's time-stamp counter (what DPDK's `rte_rdtsc` reads); read once per loop
+/// iteration (it costs tens of cycles on a VM).
 #[inline]
 fn tsc() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -92,10 +93,8 @@ fn tsc() -> u64 {
 }
 
 /// Receives one burst on `leg.rx` and sends it out of `leg.tx`; returns packets received.
-/// A burst that carried packets adds its cycles to `busy_cycles`, as testpmd counts them.
 #[inline]
 fn forward(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) -> usize {
-    let start = tsc();
     // SAFETY: the port is started and stays so while it is in our assignment (the control
     // thread waits for our acknowledgement before stopping it); `ptrs` has room for BURST.
     let n = usize::from(unsafe {
@@ -137,7 +136,6 @@ fn forward(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) -> usize {
             .count_drop(DropReason::TxFull, unsent as u64);
         wc.dropped.add(unsent as u64);
     }
-    wc.busy_cycles.add(tsc().wrapping_sub(start));
     n
 }
 
@@ -151,6 +149,9 @@ fn run(shared: &WorkerShared) {
     let mut sleep_us = FIRST_SLEEP_US;
     let wc = &shared.counters;
     tracing::info!(lcore = shared.lcore.0, "worker started");
+    // One TSC read per iteration: an iteration that carried packets adds its whole duration
+    // (every leg's poll included) to busy_cycles; idle iterations and sleeps add nothing.
+    let mut iteration_start = tsc();
     while !shared.stop.load(Ordering::Acquire) {
         let a = shared.assignment.load();
         if a.generation != seen {
@@ -163,6 +164,11 @@ fn run(shared: &WorkerShared) {
         }
         drop(a);
         wc.loops.add(1);
+        let now = tsc();
+        if got > 0 {
+            wc.busy_cycles.add(now.wrapping_sub(iteration_start));
+        }
+        iteration_start = now;
         if got > 0 {
             idle_streak = 0;
             sleep_us = FIRST_SLEEP_US;
@@ -174,6 +180,7 @@ fn run(shared: &WorkerShared) {
             if idle_streak >= SPIN_LOOPS {
                 std::thread::sleep(Duration::from_micros(sleep_us));
                 wc.sleeps.add(1);
+                iteration_start = tsc();
                 sleep_us = (sleep_us * 2).min(max_sleep_us);
             }
         }
