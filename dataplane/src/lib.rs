@@ -8,6 +8,7 @@
 pub mod config;
 pub mod preflight;
 pub mod stats;
+pub mod wire;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
