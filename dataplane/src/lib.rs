@@ -5,6 +5,7 @@
 //! feature adds [`dpdk`], the EAL, pools, ports and poll-mode workers, and the `palisade-dp`
 //! binary. Later layers (`wire`, `conntrack`, `dpi`, `policy`, `report`, `ctl`) join the core.
 
+pub mod capture;
 pub mod config;
 pub mod preflight;
 pub mod stats;

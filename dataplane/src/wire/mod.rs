@@ -450,24 +450,6 @@ pub fn parse(frame: &[u8]) -> Result<Packet<'_>, Malformed> {
         ty = next;
         at += 4;
     }
-    let payload = frame.get(at..).unwrap_or(&[]);
-    let net = match ty {
-        ethertype::IPV4 => Net::Ip(ipv4(payload)?),
-        ethertype::IPV6 => Net::Ip(ipv6(payload)?),
-        ethertype::ARP => {
-            // htype(2) ptype(2) hlen(1) plen(1) op(2), then the addresses.
-            let (Some(hlen), Some(plen), Some(op)) =
-                (payload.get(4), payload.get(5), be16(payload, 6))
-            else {
-                return Err(Malformed::ArpTruncated);
-            };
-            if payload.len() < 8 + 2 * (usize::from(*hlen) + usize::from(*plen)) {
-                return Err(Malformed::ArpTruncated);
-            }
-            Net::Arp { op }
-        }
-        _ => Net::Other(payload),
-    };
     let mut dst_mac = [0u8; 6];
     dst_mac.copy_from_slice(dst);
     let mut src_mac = [0u8; 6];
@@ -478,7 +460,39 @@ pub fn parse(frame: &[u8]) -> Result<Packet<'_>, Malformed> {
         vlans,
         vlan_count,
         ethertype: ty,
-        net,
+        net: net(ty, frame.get(at..).unwrap_or(&[]))?,
+    })
+}
+
+/// Parses a network-layer packet of the given ethertype (for captures whose link layer is
+/// not Ethernet: Linux cooked, raw IP, loopback). MAC addresses are zero.
+pub fn parse_l3(ethertype: u16, bytes: &[u8]) -> Result<Packet<'_>, Malformed> {
+    Ok(Packet {
+        dst_mac: [0; 6],
+        src_mac: [0; 6],
+        vlans: [0; 2],
+        vlan_count: 0,
+        ethertype,
+        net: net(ethertype, bytes)?,
+    })
+}
+
+fn net(ty: u16, payload: &[u8]) -> Result<Net<'_>, Malformed> {
+    Ok(match ty {
+        ethertype::IPV4 => Net::Ip(ipv4(payload)?),
+        ethertype::IPV6 => Net::Ip(ipv6(payload)?),
+        ethertype::ARP => {
+            // htype(2) ptype(2) hlen(1) plen(1) op(2), then the addresses.
+            let (Some(hlen), Some(plen), Some(op)) = (payload.get(4), payload.get(5), be16(payload, 6))
+            else {
+                return Err(Malformed::ArpTruncated);
+            };
+            if payload.len() < 8 + 2 * (usize::from(*hlen) + usize::from(*plen)) {
+                return Err(Malformed::ArpTruncated);
+            }
+            Net::Arp { op }
+        }
+        _ => Net::Other(payload),
     })
 }
 
