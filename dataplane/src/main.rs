@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use dataplane::config::{self, DataplaneConfig};
 use dataplane::dpdk::{Dataplane, Eal};
 use dataplane::preflight;
@@ -29,6 +29,43 @@ struct Cli {
     /// Validate the configuration and exit (0 when valid, 2 with the reason when not).
     #[arg(long)]
     check: bool,
+    /// Offline tools (no DPDK, no root).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Classify the flows of a pcap or pcapng file: one line per flow (5-tuple, application,
+    /// packets and bytes each way), then the malformed counts.
+    Classify {
+        /// The capture.
+        file: PathBuf,
+        /// One JSON object per line and flow (totals as JSON on stderr).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `palisade-dp classify`: exit 0 (a damaged capture is reported, not an error), 1 when the
+/// file is not a capture at all.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn classify(file: &std::path::Path, json: bool) -> ExitCode {
+    match dataplane::classify::classify(file) {
+        Ok(r) => {
+            if json {
+                print!("{}", r.to_json_lines());
+                eprintln!("{}", r.summary_json());
+            } else {
+                print!("{}", r.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report(&e);
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Prints an error and every cause under it, once.
@@ -52,6 +89,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Classify { file, json }) = &cli.command {
+        return classify(file, *json);
+    }
     let cfg = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
