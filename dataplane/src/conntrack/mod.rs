@@ -179,6 +179,22 @@ impl Timestamp {
     }
 }
 
+/// Saturating, unlike `Instant + Duration`: time arithmetic never panics here.
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        self.saturating_add(d)
+    }
+}
+
+/// Saturating at the origin.
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, d: Duration) -> Timestamp {
+        self.saturating_sub(d)
+    }
+}
+
 /// A duration in nanoseconds, saturating at `u64::MAX` (584 years).
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

@@ -48,7 +48,7 @@ pub(crate) enum Kind {
     Other,
 }
 
-/// Index of each timeout in [`super::Timeouts::to_nanos`].
+/// Index of each timeout in the table's array of timeouts (the order of `Timeouts::named`).
 pub(crate) mod class {
     pub const OPENING: usize = 0;
     pub const ESTABLISHED: usize = 1;
