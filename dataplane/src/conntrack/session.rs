@@ -99,6 +99,9 @@ impl Kind {
 /// epoch it was computed under). The table resets it to `T::default()` whenever the slot starts
 /// a new connection, so `T::default()` should not allocate.
 #[derive(Debug)]
+// Cache-line aligned so a session never straddles more lines than its size needs: the packet
+// path reads and writes the key, state, deadline and counters of one session.
+#[repr(align(64))]
 pub struct Session<T> {
     pub(crate) key: FlowKey,
     pub(crate) kind: Kind,

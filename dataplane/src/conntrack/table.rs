@@ -119,7 +119,14 @@ impl<T: Default> Table<T> {
                     }
                 }
             }
+            let before = s.deadline;
             account(s, dir, pkt.len, now, timeouts);
+            if s.deadline < before {
+                // A shorter timeout (FIN, RST) or a clock that went back: the wheel re-files
+                // lazily only deadlines that moved later, so file this one again now. Rare:
+                // once or twice per connection.
+                self.wheel.refile(idx, s.deadline.as_nanos());
+            }
             return Ok(Tracked {
                 session: s,
                 dir,
@@ -242,6 +249,8 @@ impl<T: Default> Table<T> {
         self.index.remove(s.key.hash(&self.seed), idx);
         if linked {
             self.wheel.remove(idx);
+        } else {
+            self.wheel.forget(idx);
         }
         s.live = false;
         s.ext = T::default();

@@ -130,6 +130,19 @@ impl Wheel {
         self.links[idx as usize] = UNLINKED;
     }
 
+    /// Files `idx` (which is in a list) again, under `deadline_ns`: for a deadline that moved
+    /// earlier than the tick it is filed under.
+    pub(crate) fn refile(&mut self, idx: u32, deadline_ns: u64) {
+        self.remove(idx);
+        self.insert(idx, deadline_ns);
+    }
+
+    /// Clears the links of `idx`, an entry of a list detached by [`Self::take`] that is not
+    /// filed again.
+    pub(crate) fn forget(&mut self, idx: u32) {
+        self.links[idx as usize] = UNLINKED;
+    }
+
     /// The ticks that `now` has completed since the last advance, capped at one rotation (the
     /// same slot twice would find nothing new), or `None` when there are none. Process each
     /// with [`Self::take`], then call [`Self::finish`] with `span.last`.
