@@ -30,7 +30,8 @@ impl Side {
 ///
 /// Built from (IP protocol, source address and port, destination address and port). Ports are
 /// whatever the caller supplies: the TCP/UDP ports, the echo identifier on both sides for ICMP
-/// and ICMPv6 echo, and 0 for protocols without ports.
+/// and ICMPv6 echo, and 0 for protocols without ports. (ICMP errors are the caller's to relate
+/// to the flow they quote, or to key with port 0.)
 ///
 /// Layout: an IPv4 address is stored as its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`) plus a
 /// family flag, so v4 and v6 keys share one fixed 40-byte, allocation-free shape that hashes as

@@ -321,7 +321,7 @@ pub enum ConfigError {
 
 /// What [`Table::track`] needs of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet {
+pub struct PacketMeta {
     /// Normalised flow key.
     pub key: FlowKey,
     /// Side of the key that sent the packet.

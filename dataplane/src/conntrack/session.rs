@@ -31,7 +31,7 @@ impl Dir {
 pub struct DirCounters {
     /// Packets.
     pub packets: u64,
-    /// Bytes, as the caller counted them (see [`super::Packet::len`]).
+    /// Bytes, as the caller counted them (see [`super::PacketMeta::len`]).
     pub bytes: u64,
 }
 

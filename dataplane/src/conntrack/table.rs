@@ -9,7 +9,7 @@ use super::key::{FlowKey, Seed, Side};
 use super::session::{Dir, DirCounters, Kind, Session, class};
 use super::tcp::{self, Event, Opening, Step, TcpState};
 use super::wheel::{NIL, Wheel};
-use super::{Config, ConfigError, MAX_CAPACITY, Packet, Timestamp, Tracked, Untracked, nanos};
+use super::{Config, ConfigError, MAX_CAPACITY, PacketMeta, Timestamp, Tracked, Untracked, nanos};
 
 /// One worker's connection table. See the module documentation for the contract.
 pub struct Table<T> {
@@ -87,7 +87,7 @@ impl<T: Default> Table<T> {
     /// (counted `stray`) or when the table is full and nothing can be evicted (`refused`);
     /// see the module documentation.
     #[inline]
-    pub fn track(&mut self, pkt: &Packet, now: Timestamp) -> Result<Tracked<'_, T>, Untracked> {
+    pub fn track(&mut self, pkt: &PacketMeta, now: Timestamp) -> Result<Tracked<'_, T>, Untracked> {
         let hash = pkt.key.hash(&self.seed);
         let sessions = &self.sessions;
         let found = self
@@ -164,7 +164,7 @@ impl<T: Default> Table<T> {
     /// Slow path of [`Self::track`]: a flow with no session.
     fn create(
         &mut self,
-        pkt: &Packet,
+        pkt: &PacketMeta,
         hash: u64,
         now: Timestamp,
     ) -> Result<Tracked<'_, T>, Untracked> {
@@ -385,7 +385,7 @@ impl<'a, T> Iterator for Iter<'a, T> {
 /// How a packet of an unknown flow starts a session: its kind, which side is the client and
 /// whether it is a mid-stream pickup; or why it starts none.
 #[inline]
-fn opening(pkt: &Packet) -> Result<(Kind, Side, bool), Untracked> {
+fn opening(pkt: &PacketMeta) -> Result<(Kind, Side, bool), Untracked> {
     let kind = Kind::of_proto(pkt.key.proto());
     if !matches!(kind, Kind::Tcp { .. }) {
         return Ok((kind, pkt.from, false));

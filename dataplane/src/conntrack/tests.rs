@@ -95,9 +95,15 @@ impl Conn {
         }
     }
 
-    fn packet(&self, src: (IpAddr, u16), dst: (IpAddr, u16), flags: TcpFlags, len: u32) -> Packet {
+    fn packet(
+        &self,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+        flags: TcpFlags,
+        len: u32,
+    ) -> PacketMeta {
         let (key, from) = FlowKey::new(self.proto, src.0, src.1, dst.0, dst.1);
-        Packet {
+        PacketMeta {
             key,
             from,
             tcp_flags: flags,
@@ -105,11 +111,11 @@ impl Conn {
         }
     }
 
-    fn c2s(&self, flags: TcpFlags, len: u32) -> Packet {
+    fn c2s(&self, flags: TcpFlags, len: u32) -> PacketMeta {
         self.packet(self.client, self.server, flags, len)
     }
 
-    fn s2c(&self, flags: TcpFlags, len: u32) -> Packet {
+    fn s2c(&self, flags: TcpFlags, len: u32) -> PacketMeta {
         self.packet(self.server, self.client, flags, len)
     }
 
@@ -123,7 +129,7 @@ fn web(n: u8) -> Conn {
 }
 
 /// Tracks a packet that must be tracked; returns (direction, is_new, TCP state).
-fn ok(t: &mut T, p: Packet, now: Timestamp) -> (Dir, bool, Option<TcpState>) {
+fn ok(t: &mut T, p: PacketMeta, now: Timestamp) -> (Dir, bool, Option<TcpState>) {
     match t.track(&p, now) {
         Ok(tr) => {
             assert_eq!(tr.session.key(), &p.key);
@@ -1169,7 +1175,7 @@ fn random_traffic(seed: u64, cfg: Config, steps: usize, monotonic: bool) {
                     rng.pick(&flags)
                 };
                 let len = rng.next() as u32;
-                let pkt = Packet {
+                let pkt = PacketMeta {
                     key,
                     from,
                     tcp_flags,
