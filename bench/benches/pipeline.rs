@@ -68,7 +68,7 @@ fn table(n: usize, spare: usize) -> Table<FlowState> {
     let mut t = Table::with_capacity(conntrack::Config::with_capacity(n + spare)).expect("table");
     for i in 0..n as u32 {
         let (key, from) = key(i);
-        let p = conntrack::Packet {
+        let p = conntrack::PacketMeta {
             key,
             from,
             tcp_flags: TcpFlags::SYN,
@@ -83,7 +83,9 @@ fn parse(c: &mut Criterion) {
     let f = frame(1, 0x10);
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("ipv4_tcp", |b| b.iter(|| wire::parse(black_box(&f)).is_ok()));
+    g.bench_function("ipv4_tcp", |b| {
+        b.iter(|| wire::parse(black_box(&f)).is_ok())
+    });
     g.finish();
 }
 
@@ -99,7 +101,7 @@ fn conntrack_hit(c: &mut Criterion) {
             b.iter(|| {
                 let (key, from) = keys[at];
                 at = if at + 1 == keys.len() { 0 } else { at + 1 };
-                let p = conntrack::Packet {
+                let p = conntrack::PacketMeta {
                     key,
                     from,
                     tcp_flags: TcpFlags::ACK,
@@ -128,7 +130,7 @@ fn conntrack_insert(c: &mut Criterion) {
                     let chunk = left.min(u64::from(FRESH)) as usize;
                     let start = Instant::now();
                     for &(key, from) in &fresh[..chunk] {
-                        let p = conntrack::Packet {
+                        let p = conntrack::PacketMeta {
                             key,
                             from,
                             tcp_flags: TcpFlags::SYN,
@@ -213,15 +215,27 @@ fn established(c: &mut Criterion) {
         // Open every flow with an HTTP request, so DPI has decided and the session is settled.
         let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
         for i in 0..n as u32 {
-            let _ = p.process(&frame_with(i, 0x02, get), Timestamp::from_secs(1), (), |_, _| {}, |_| {});
+            let _ = p.process(
+                &frame_with(i, 0x02, get),
+                Timestamp::from_secs(1),
+                (),
+                |_, _| {},
+                |_| {},
+            );
         }
-        let frames: Vec<Vec<u8>> = scatter(n.min(65_536)).iter().map(|&i| frame(i * (n as u32 / n.min(65_536) as u32), 0x10)).collect();
+        let frames: Vec<Vec<u8>> = scatter(n.min(65_536))
+            .iter()
+            .map(|&i| frame(i * (n as u32 / n.min(65_536) as u32), 0x10))
+            .collect();
         let mut at = 0usize;
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let f = &frames[at];
                 at = if at + 1 == frames.len() { 0 } else { at + 1 };
-                matches!(p.process(black_box(f), Timestamp::from_secs(2), (), |_, _| {}, |_| {}), dataplane::pipeline::Step::Done(..))
+                matches!(
+                    p.process(black_box(f), Timestamp::from_secs(2), (), |_, _| {}, |_| {}),
+                    dataplane::pipeline::Step::Done(..)
+                )
             })
         });
     }

@@ -114,7 +114,11 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
                         legacy_nanos = h.is_nanosecond_precision();
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        let sub = if legacy_nanos { u64::from(b.ts_usec) } else { u64::from(b.ts_usec) * 1000 };
+                        let sub = if legacy_nanos {
+                            u64::from(b.ts_usec)
+                        } else {
+                            u64::from(b.ts_usec) * 1000
+                        };
                         cap.records.push(Record {
                             ts_ns: u64::from(b.ts_sec) * 1_000_000_000 + sub,
                             link: legacy_link,
@@ -130,13 +134,24 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
                         ));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        let (lt, res) = interfaces.get(epb.if_id as usize).copied().unwrap_or((link::ETHERNET, 1_000_000));
+                        let (lt, res) = interfaces
+                            .get(epb.if_id as usize)
+                            .copied()
+                            .unwrap_or((link::ETHERNET, 1_000_000));
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let ts_ns = if res == 0 { 0 } else { units.saturating_mul(1_000_000_000 / res.min(1_000_000_000)) };
+                        let ts_ns = if res == 0 {
+                            0
+                        } else {
+                            units.saturating_mul(1_000_000_000 / res.min(1_000_000_000))
+                        };
                         cap.records.push(Record {
                             ts_ns,
                             link: lt,
-                            data: epb.data.get(..epb.caplen as usize).unwrap_or(epb.data).to_vec(),
+                            data: epb
+                                .data
+                                .get(..epb.caplen as usize)
+                                .unwrap_or(epb.data)
+                                .to_vec(),
                         });
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
@@ -161,12 +176,18 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
                     break;
                 }
                 if let Err(e) = reader.refill() {
-                    cap.damage = Some(format!("unreadable after {} records: {e:?}", cap.records.len()));
+                    cap.damage = Some(format!(
+                        "unreadable after {} records: {e:?}",
+                        cap.records.len()
+                    ));
                     break;
                 }
             }
             Err(e) => {
-                cap.damage = Some(format!("damaged after {} records: {e:?}", cap.records.len()));
+                cap.damage = Some(format!(
+                    "damaged after {} records: {e:?}",
+                    cap.records.len()
+                ));
                 break;
             }
         }
@@ -211,8 +232,12 @@ pub fn to_packet(link_type: u32, data: &[u8]) -> Result<Packet<'_>, FrameError> 
             // Optional address 0xff and control 0x03, then a 2-byte protocol (RFC 1661/1662).
             let at = if data.first() == Some(&0xff) { 2 } else { 0 };
             match be16(data, at) {
-                Some(0x0021) => wire::parse_l3(ethertype::IPV4, rest(at + 2)).map_err(FrameError::Malformed),
-                Some(0x0057) => wire::parse_l3(ethertype::IPV6, rest(at + 2)).map_err(FrameError::Malformed),
+                Some(0x0021) => {
+                    wire::parse_l3(ethertype::IPV4, rest(at + 2)).map_err(FrameError::Malformed)
+                }
+                Some(0x0057) => {
+                    wire::parse_l3(ethertype::IPV6, rest(at + 2)).map_err(FrameError::Malformed)
+                }
                 _ => Err(FrameError::UnsupportedLink(link_type)),
             }
         }

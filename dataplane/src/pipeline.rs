@@ -234,7 +234,7 @@ impl<H> Pipeline<H> {
                 (wire::TcpFlags::default(), None)
             }
         };
-        let pkt = conntrack::Packet {
+        let pkt = conntrack::PacketMeta {
             key,
             from,
             tcp_flags: flags,

@@ -77,15 +77,27 @@ fn expected(out: &Path) -> Vec<Expected> {
             let a: SocketAddr = f.next()?.parse().ok()?;
             let _arrow = f.next()?;
             let b: SocketAddr = f.next()?.parse().ok()?;
-            let app = l.split("[proto: ").nth(1)?.split(']').next()?.split('/').nth(1)?;
-            Some(Expected { proto, a, b, app: ours(app)? })
+            let app = l
+                .split("[proto: ")
+                .nth(1)?
+                .split(']')
+                .next()?
+                .split('/')
+                .nth(1)?;
+            Some(Expected {
+                proto,
+                a,
+                b,
+                app: ours(app)?,
+            })
         })
         .collect()
 }
 
 fn find<'a>(flows: &'a [FlowRecord], e: &Expected) -> Option<&'a FlowRecord> {
     flows.iter().find(|f| {
-        f.proto == e.proto && ((f.client == e.a && f.server == e.b) || (f.client == e.b && f.server == e.a))
+        f.proto == e.proto
+            && ((f.client == e.a && f.server == e.b) || (f.client == e.b && f.server == e.a))
     })
 }
 
@@ -100,14 +112,22 @@ struct Row {
 #[test]
 fn agrees_with_ndpi_on_95_percent_of_dpi_flows() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/dpi-corpus");
-    let root = if root.exists() { root } else { PathBuf::from("/work/shared/dpi-corpus") };
+    let root = if root.exists() {
+        root
+    } else {
+        PathBuf::from("/work/shared/dpi-corpus")
+    };
     let mut pcaps: Vec<PathBuf> = std::fs::read_dir(root.join("pcap"))
         .expect("the DPI corpus is at ../shared/dpi-corpus")
         .filter_map(Result::ok)
         .map(|e| e.path())
         .collect();
     pcaps.sort();
-    assert!(pcaps.len() >= 50, "corpus incomplete: {} captures", pcaps.len());
+    assert!(
+        pcaps.len() >= 50,
+        "corpus incomplete: {} captures",
+        pcaps.len()
+    );
     let mut table: BTreeMap<&'static str, Row> = BTreeMap::new();
     let mut misses = Vec::new();
     for pcap in &pcaps {
@@ -123,27 +143,45 @@ fn agrees_with_ndpi_on_95_percent_of_dpi_flows() {
                 Some(f) if f.app == e.app => row.agreed += 1,
                 Some(f) if f.app != "unknown" => {
                     row.disagreed += 1;
-                    misses.push(format!("{name}: {} {} <-> {} nDPI {} ours {}", e.proto, e.a, e.b, e.app, f.app));
+                    misses.push(format!(
+                        "{name}: {} {} <-> {} nDPI {} ours {}",
+                        e.proto, e.a, e.b, e.app, f.app
+                    ));
                 }
                 Some(_) | None => {
                     row.unidentified += 1;
-                    misses.push(format!("{name}: {} {} <-> {} nDPI {} ours unknown", e.proto, e.a, e.b, e.app));
+                    misses.push(format!(
+                        "{name}: {} {} <-> {} nDPI {} ours unknown",
+                        e.proto, e.a, e.b, e.app
+                    ));
                 }
             }
         }
     }
     let (mut total, mut agreed) = (0u32, 0u32);
-    println!("{:<14} {:>6} {:>7} {:>10} {:>13}", "application", "flows", "agreed", "disagreed", "unidentified");
+    println!(
+        "{:<14} {:>6} {:>7} {:>10} {:>13}",
+        "application", "flows", "agreed", "disagreed", "unidentified"
+    );
     for (app, r) in &table {
-        println!("{app:<14} {:>6} {:>7} {:>10} {:>13}", r.flows, r.agreed, r.disagreed, r.unidentified);
+        println!(
+            "{app:<14} {:>6} {:>7} {:>10} {:>13}",
+            r.flows, r.agreed, r.disagreed, r.unidentified
+        );
         total += r.flows;
         agreed += r.agreed;
     }
     let pct = f64::from(agreed) * 100.0 / f64::from(total.max(1));
-    println!("{:<14} {total:>6} {agreed:>7}   ({pct:.1}% agreement)", "all");
+    println!(
+        "{:<14} {total:>6} {agreed:>7}   ({pct:.1}% agreement)",
+        "all"
+    );
     for m in &misses {
         println!("miss: {m}");
     }
-    assert!(total >= 400, "too few DPI flows matched our applications: {total}");
+    assert!(
+        total >= 400,
+        "too few DPI flows matched our applications: {total}"
+    );
     assert!(pct >= 95.0, "agreement {pct:.1}% < 95%");
 }

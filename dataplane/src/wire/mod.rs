@@ -5,7 +5,7 @@
 //! [`parse`] takes the bytes of one Ethernet frame and returns either a [`Packet`] whose
 //! slices borrow from those bytes, or `Err(Malformed)` naming the first thing wrong. It never
 //! panics, never allocates and reads every byte at most once. Covered: Ethernet II; 802.1Q and
-//! QinQ (802.1ad, and 0x9100) tags, at most two; ARP (recognised, passed); IPv4 with options
+//! QinQ (802.1ad, and 0x9100) tags, at most two; PPPoE sessions carrying IP; ARP (recognised, passed); IPv4 with options
 //! (lengths checked) and fragments; IPv6 with hop-by-hop, routing, fragment and
 //! destination-options headers (AH walked, ESP recognised); TCP with flags and the MSS,
 //! window-scale, SACK-permitted and SACK options; UDP; ICMP; ICMPv6 (neighbour discovery
@@ -46,6 +46,8 @@ pub mod ethertype {
     pub const QINQ_OLD: u16 = 0x9100;
     /// IPv6.
     pub const IPV6: u16 = 0x86dd;
+    /// PPPoE session stage.
+    pub const PPPOE_SESSION: u16 = 0x8864;
 }
 
 /// IP protocol numbers this parser knows.
@@ -84,6 +86,8 @@ pub enum Malformed {
     VlanTruncated,
     /// More than two VLAN tags.
     TooManyVlanTags,
+    /// A PPPoE session header cut short.
+    PppoeTruncated,
     /// ARP shorter than its fixed part.
     ArpTruncated,
     /// Shorter than an IPv4 header.
@@ -126,12 +130,13 @@ pub enum Malformed {
 
 impl Malformed {
     /// Number of reasons.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
     /// Every reason, in index order.
     pub const ALL: [Malformed; Self::COUNT] = [
         Self::EthernetTruncated,
         Self::VlanTruncated,
         Self::TooManyVlanTags,
+        Self::PppoeTruncated,
         Self::ArpTruncated,
         Self::Ipv4Truncated,
         Self::Ipv4BadVersion,
@@ -164,6 +169,7 @@ impl Malformed {
             Self::EthernetTruncated => "ethernet_truncated",
             Self::VlanTruncated => "vlan_truncated",
             Self::TooManyVlanTags => "too_many_vlan_tags",
+            Self::PppoeTruncated => "pppoe_truncated",
             Self::ArpTruncated => "arp_truncated",
             Self::Ipv4Truncated => "ipv4_truncated",
             Self::Ipv4BadVersion => "ipv4_bad_version",
@@ -450,6 +456,16 @@ pub fn parse(frame: &[u8]) -> Result<Packet<'_>, Malformed> {
         ty = next;
         at += 4;
     }
+    if ty == ethertype::PPPOE_SESSION {
+        // RFC 2516: version/type, code, session id, length, then the PPP protocol (RFC 1661).
+        let ppp = be16(frame, at + 6).ok_or(Malformed::PppoeTruncated)?;
+        at += 8;
+        ty = match ppp {
+            0x0021 => ethertype::IPV4,
+            0x0057 => ethertype::IPV6,
+            _ => ty,
+        };
+    }
     let mut dst_mac = [0u8; 6];
     dst_mac.copy_from_slice(dst);
     let mut src_mac = [0u8; 6];
@@ -483,7 +499,8 @@ fn net(ty: u16, payload: &[u8]) -> Result<Net<'_>, Malformed> {
         ethertype::IPV6 => Net::Ip(ipv6(payload)?),
         ethertype::ARP => {
             // htype(2) ptype(2) hlen(1) plen(1) op(2), then the addresses.
-            let (Some(hlen), Some(plen), Some(op)) = (payload.get(4), payload.get(5), be16(payload, 6))
+            let (Some(hlen), Some(plen), Some(op)) =
+                (payload.get(4), payload.get(5), be16(payload, 6))
             else {
                 return Err(Malformed::ArpTruncated);
             };

@@ -152,6 +152,24 @@ fn vlan_and_qinq() {
 }
 
 #[test]
+fn pppoe_session_carrying_ipv4() {
+    // version/type 0x11, code 0, session 0x0042, length, PPP protocol 0x0021 (IPv4).
+    let inner = ipv4(17, 0, &[], &udp(b"p"));
+    let mut s = vec![0x11, 0, 0, 0x42];
+    s.extend_from_slice(&((inner.len() + 2) as u16).to_be_bytes());
+    s.extend_from_slice(&[0x00, 0x21]);
+    s.extend_from_slice(&inner);
+    let frame = eth(0x8864, &s);
+    let p = parse(&frame).unwrap();
+    assert_eq!(p.ethertype, 0x0800);
+    assert_eq!(ip_of(&p).proto, 17);
+    assert_eq!(
+        parse(&eth(0x8864, &[0x11, 0, 0, 0x42, 0, 2])),
+        Err(Malformed::PppoeTruncated)
+    );
+}
+
+#[test]
 fn arp_is_recognised() {
     // Ethernet/IPv4 request: htype 1, ptype 0x0800, hlen 6, plen 4, op 1, 20 address bytes.
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
