@@ -378,6 +378,10 @@ pub struct DataplaneConfig {
     pub pci: bool,
     /// Raw EAL arguments appended last.
     pub eal_extra: Vec<String>,
+    /// Connection-table capacity of each worker.
+    pub sessions: u32,
+    /// Connection timeouts.
+    pub timeouts: crate::conntrack::Timeouts,
     /// Ports, in file order.
     pub ports: Vec<PortConfig>,
     /// Port pairs as indexes into `ports`.
@@ -425,6 +429,7 @@ impl DataplaneConfig {
     /// Rough upper bound of the hugepage memory this config needs, in bytes: the packet pool
     /// plus room for the EAL's own heap, rings and PMD state.
     pub fn hugepage_bytes_needed(&self) -> u64 {
+        // (Connection tables live in ordinary memory, not hugepages.)
         const MBUF_FOOTPRINT: u64 = 2048 + 128 + 128 + 64; // data room + headroom + header + pad
         const EAL_BASE: u64 = 64 << 20;
         const PER_PORT: u64 = 4 << 20;
@@ -470,6 +475,10 @@ pub struct RawDataplane {
     #[serde(default)]
     eal_extra: Vec<String>,
     #[serde(default)]
+    sessions: Option<Spanned<u32>>,
+    #[serde(default)]
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
     port: Vec<RawPort>,
     #[serde(default)]
     pair: Vec<RawPair>,
@@ -512,6 +521,53 @@ struct RawPort {
     no_rx: Option<Spanned<bool>>,
 }
 
+/// `[dataplane.timeouts]`, seconds; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default)]
+    tcp_opening: Option<Spanned<u32>>,
+    #[serde(default)]
+    tcp_established: Option<Spanned<u32>>,
+    #[serde(default)]
+    tcp_half_closed: Option<Spanned<u32>>,
+    #[serde(default)]
+    tcp_time_wait: Option<Spanned<u32>>,
+    #[serde(default)]
+    tcp_closed: Option<Spanned<u32>>,
+    #[serde(default)]
+    udp: Option<Spanned<u32>>,
+    #[serde(default)]
+    icmp: Option<Spanned<u32>>,
+    #[serde(default)]
+    other: Option<Spanned<u32>>,
+}
+
+impl RawTimeouts {
+    fn validate(&self, src: &Source<'_>) -> Result<crate::conntrack::Timeouts, ConfigError> {
+        let mut t = crate::conntrack::Timeouts::default();
+        let fields = [
+            (&self.tcp_opening, &mut t.opening),
+            (&self.tcp_established, &mut t.established),
+            (&self.tcp_half_closed, &mut t.half_closed),
+            (&self.tcp_time_wait, &mut t.time_wait),
+            (&self.tcp_closed, &mut t.closed),
+            (&self.udp, &mut t.udp),
+            (&self.icmp, &mut t.icmp),
+            (&self.other, &mut t.other),
+        ];
+        for (raw, slot) in fields {
+            if let Some(v) = raw {
+                if !(1..=86_400).contains(v.get_ref()) {
+                    return Err(src.error(v.span(), "a timeout must be 1-86400 seconds"));
+                }
+                *slot = std::time::Duration::from_secs(u64::from(*v.get_ref()));
+            }
+        }
+        Ok(t)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPair {
@@ -538,6 +594,8 @@ pub mod defaults {
     pub const TX_DESC: u16 = 1024;
     /// Counter log period, seconds.
     pub const STATS_INTERVAL_S: u32 = 10;
+    /// Connection-table capacity per worker: 1M sessions.
+    pub const SESSIONS: u32 = 1 << 20;
     /// `net_null` synthetic packet size.
     pub const NULL_SIZE: u32 = 64;
 }
@@ -891,6 +949,15 @@ impl RawDataplane {
             self.memory_mb.as_ref(),
             defaults::MEMORY_MB,
         )?;
+        let sessions = match &self.sessions {
+            None => defaults::SESSIONS,
+            Some(v) if (64..=1 << 24).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => return Err(src.error(v.span(), "`sessions` must be 64-16777216")),
+        };
+        let timeouts = match &self.timeouts {
+            None => crate::conntrack::Timeouts::default(),
+            Some(t) => t.validate(src)?,
+        };
 
         let mut ports: Vec<PortConfig> = Vec::with_capacity(self.port.len());
         for p in &self.port {
@@ -980,6 +1047,8 @@ impl RawDataplane {
             stats_interval_s: self.stats_interval_s.unwrap_or(defaults::STATS_INTERVAL_S),
             pci: self.pci.unwrap_or(false),
             eal_extra: self.eal_extra,
+            sessions,
+            timeouts,
             ports,
             pairs,
         })

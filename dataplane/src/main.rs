@@ -176,6 +176,8 @@ fn log_stats(dp: &Dataplane) {
             tx_bytes = c.tx_bytes,
             tx_retries = c.tx_retries,
             dropped_tx_full = c.dropped(DropReason::TxFull),
+            dropped_malformed = c.dropped(DropReason::Malformed),
+            dropped_fragment = c.dropped(DropReason::Fragment),
             missed = pmd.imissed,
             rx_errors = pmd.ierrors,
             tx_errors = pmd.oerrors,
@@ -198,7 +200,22 @@ fn log_stats(dp: &Dataplane) {
             dropped = c.dropped,
             busy_cycles = c.busy_cycles,
             cycles_per_packet = format!("{:.1}", c.cycles_per_packet().unwrap_or(0.0)),
+            sessions = w.conntrack.active,
+            sessions_created = w.conntrack.created,
+            sessions_expired = w.conntrack.expired,
+            sessions_evicted = w.conntrack.evicted,
+            sessions_refused = w.conntrack.refused,
+            malformed = w.pipeline.malformed_total(),
+            inspected = w.pipeline.inspected,
+            fragments_held = w.fragments.held,
+            fragment_overlaps = w.fragments.overlaps,
             "worker counters"
         );
+        for m in dataplane::wire::Malformed::ALL {
+            let n = w.pipeline.malformed[m.index()];
+            if n > 0 {
+                tracing::info!(lcore = w.lcore.0, reason = m.name(), count = n, "malformed frames");
+            }
+        }
     }
 }

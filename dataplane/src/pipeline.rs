@@ -9,6 +9,8 @@
 //! Policy is not here yet: every well-formed packet is forwarded. Malformed frames are dropped
 //! and counted by reason; so are later fragments that cannot be held.
 
+use std::sync::Arc;
+
 use crate::conntrack::{self, FlowKey, Table, Timestamp, Untracked};
 use crate::dpi;
 use crate::stats::Counter;
@@ -54,6 +56,7 @@ pub enum Step<H> {
 
 /// Pipeline counters (single writer: the owning worker).
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct PipelineCounters {
     /// Frames processed.
     pub frames: Counter,
@@ -85,6 +88,61 @@ impl Default for PipelineCounters {
     }
 }
 
+/// A copy of [`PipelineCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineSnapshot {
+    /// Frames processed.
+    pub frames: u64,
+    /// Malformed frames, by [`Malformed::index`].
+    pub malformed: [u64; Malformed::COUNT],
+    /// ARP frames.
+    pub arp: u64,
+    /// Frames of other ethertypes.
+    pub other_ethertype: u64,
+    /// IP packets of other protocols.
+    pub other_ip_proto: u64,
+    /// Packets conntrack would not track.
+    pub untracked: u64,
+    /// Packets handed to DPI.
+    pub inspected: u64,
+}
+
+impl Default for PipelineSnapshot {
+    fn default() -> Self {
+        Self {
+            frames: 0,
+            malformed: [0; Malformed::COUNT],
+            arp: 0,
+            other_ethertype: 0,
+            other_ip_proto: 0,
+            untracked: 0,
+            inspected: 0,
+        }
+    }
+}
+
+impl PipelineSnapshot {
+    /// Malformed frames of every reason together.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+}
+
+impl PipelineCounters {
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> PipelineSnapshot {
+        PipelineSnapshot {
+            frames: self.frames.get(),
+            malformed: std::array::from_fn(|i| self.malformed[i].get()),
+            arp: self.arp.get(),
+            other_ethertype: self.other_ethertype.get(),
+            other_ip_proto: self.other_ip_proto.get(),
+            untracked: self.untracked.get(),
+            inspected: self.inspected.get(),
+        }
+    }
+}
+
 /// Pipeline configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -112,8 +170,8 @@ impl Config {
 pub struct Pipeline<H> {
     ct: Table<FlowState>,
     frags: FragTable<Verdict, H>,
-    /// Counters.
-    pub counters: PipelineCounters,
+    /// Counters (shared so that a stats reader can see them; written only by the owner).
+    pub counters: Arc<PipelineCounters>,
 }
 
 fn flow_key(ip: &wire::Ip<'_>) -> (FlowKey, conntrack::Side) {
@@ -127,7 +185,7 @@ impl<H> Pipeline<H> {
         Ok(Self {
             ct: Table::with_capacity(cfg.conntrack)?,
             frags: FragTable::new(cfg.frag_capacity, cfg.frag_timeout_ns),
-            counters: PipelineCounters::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -137,7 +195,7 @@ impl<H> Pipeline<H> {
     }
 
     /// The fragment table's counters.
-    pub fn frag_counters(&self) -> &wire::frag::FragCounters {
+    pub fn frag_counters(&self) -> &Arc<wire::frag::FragCounters> {
         &self.frags.counters
     }
 

@@ -35,18 +35,24 @@ impl Counter {
 pub enum DropReason {
     /// The transmit queue stayed full through every retry.
     TxFull = 0,
+    /// The frame was malformed (counted by reason in the pipeline's counters).
+    Malformed = 1,
+    /// A later IP fragment whose first fragment never came and that could not be held.
+    Fragment = 2,
 }
 
 impl DropReason {
     /// Number of reasons (the length of the per-port drop array).
-    pub const COUNT: usize = 1;
+    pub const COUNT: usize = 3;
     /// Every reason, in index order.
-    pub const ALL: [DropReason; Self::COUNT] = [Self::TxFull];
+    pub const ALL: [DropReason; Self::COUNT] = [Self::TxFull, Self::Malformed, Self::Fragment];
 
     /// Stable snake_case name, used in logs and exported metrics.
     pub fn name(self) -> &'static str {
         match self {
             Self::TxFull => "tx_full",
+            Self::Malformed => "malformed",
+            Self::Fragment => "fragment",
         }
     }
 }

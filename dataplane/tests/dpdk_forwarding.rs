@@ -18,6 +18,8 @@ fn settings(idle: Idle) -> Settings {
         tx_desc: 1024,
         idle,
         idle_sleep_us: 50,
+        sessions: 4096,
+        timeouts: dataplane::conntrack::Timeouts::default(),
     }
 }
 

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::worker::{Assignment, IdlePolicy, Leg, WorkerShared};
+use super::worker::{Assignment, Clock, IdlePolicy, Leg, PipelineStats, WorkerPipeline, WorkerShared};
 use super::{DpdkError, Eal, LcoreId, Link, Mempool, Port, PortStats, worker};
 use crate::config::{DataplaneConfig, Idle, PortConfig};
+use crate::conntrack::{self, ConntrackSnapshot, Timeouts};
+use crate::pipeline::{self, Pipeline, PipelineSnapshot};
 use crate::stats::{PortCounters, PortSnapshot, WorkerSnapshot};
 
 /// How long a removal waits for a worker to let go of a port.
@@ -51,6 +53,27 @@ pub struct WorkerReport {
     pub running: bool,
     /// Loop counters.
     pub counters: WorkerSnapshot,
+    /// Its pipeline's counters (frames, malformed by reason, DPI).
+    pub pipeline: PipelineSnapshot,
+    /// Its connection table's counters.
+    pub conntrack: ConntrackSnapshot,
+    /// IP fragments followed, held, dropped, overlapping.
+    pub fragments: FragSnapshot,
+}
+
+/// A copy of a worker's fragment counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FragSnapshot {
+    /// Later fragments that followed their first fragment's verdict.
+    pub followed: u64,
+    /// Fragments held for a late first fragment.
+    pub held: u64,
+    /// Held fragments released.
+    pub released: u64,
+    /// Held fragments dropped.
+    pub dropped: u64,
+    /// Overlapping fragments (teardrop).
+    pub overlaps: u64,
 }
 
 /// One pair and where it runs.
@@ -87,6 +110,10 @@ pub struct Settings {
     pub idle: Idle,
     /// Longest adaptive sleep.
     pub idle_sleep_us: u32,
+    /// Connection-table capacity per worker.
+    pub sessions: u32,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
 }
 
 impl Settings {
@@ -99,6 +126,8 @@ impl Settings {
             tx_desc: cfg.tx_desc,
             idle: cfg.idle,
             idle_sleep_us: cfg.idle_sleep_us,
+            sessions: cfg.sessions,
+            timeouts: cfg.timeouts,
         }
     }
 }
@@ -112,6 +141,8 @@ pub struct Dataplane {
     /// Ports whose worker never acknowledged their removal: kept (not freed) to stay safe.
     stranded: Vec<Port>,
     workers: Vec<Arc<WorkerShared>>,
+    /// Each worker's pipeline until the worker is launched and takes it.
+    pipelines: Vec<Option<WorkerPipeline>>,
     pool: Arc<Mempool>,
     settings: Settings,
     next_pair: u64,
@@ -147,15 +178,29 @@ impl Dataplane {
                 max_sleep_us: u64::from(settings.idle_sleep_us.max(1)),
             },
         };
-        let workers = eal
-            .worker_lcores()
-            .iter()
-            .map(|&l| Arc::new(WorkerShared::new(l, idle)))
-            .collect();
+        let clock = Clock::new(eal.tsc_hz());
+        let mut ct = conntrack::Config::with_capacity(settings.sessions as usize);
+        ct.timeouts = settings.timeouts;
+        let mut pcfg = pipeline::Config::with_capacity(settings.sessions as usize);
+        pcfg.conntrack = ct;
+        let mut workers = Vec::new();
+        let mut pipelines = Vec::new();
+        for &l in eal.worker_lcores() {
+            let p: WorkerPipeline = Pipeline::new(pcfg).map_err(|e| DpdkError {
+                op: format!("create the pipeline of {l}"),
+                code: libc::ENOMEM,
+                reason: e.to_string(),
+                hint: Some("lower `sessions`"),
+                log: Vec::new(),
+            })?;
+            workers.push(Arc::new(WorkerShared::new(l, idle, clock, PipelineStats::of(&p))));
+            pipelines.push(Some(p));
+        }
         Ok(Self {
             pairs: Vec::new(),
             stranded: Vec::new(),
             workers,
+            pipelines,
             pool,
             settings,
             next_pair: 1,
@@ -180,8 +225,10 @@ impl Dataplane {
         if self.launched {
             return Ok(());
         }
-        for w in &self.workers {
-            worker::launch(w)?;
+        for (w, p) in self.workers.iter().zip(self.pipelines.iter_mut()) {
+            if let Some(p) = p.take() {
+                worker::launch(w, p)?;
+            }
         }
         self.launched = true;
         Ok(())
@@ -369,6 +416,15 @@ impl Dataplane {
                 pairs: self.pairs.iter().filter(|p| p.worker == i).count(),
                 running: w.running.load(Ordering::Acquire),
                 counters: w.counters.snapshot(),
+                pipeline: w.stats.pipeline.snapshot(),
+                conntrack: w.stats.conntrack.snapshot(),
+                fragments: FragSnapshot {
+                    followed: w.stats.frag.followed.get(),
+                    held: w.stats.frag.held.get(),
+                    released: w.stats.frag.released.get(),
+                    dropped: w.stats.frag.dropped.get(),
+                    overlaps: w.stats.frag.overlaps.get(),
+                },
             })
             .collect()
     }

@@ -6,10 +6,17 @@
 //! generation it loaded; the control thread waits for that acknowledgement before it stops a
 //! port it removed, so a port is never stopped under a worker that still polls it.
 //!
+//! Every received packet goes through the worker's own [`Pipeline`] (parse, fragments,
+//! connection tracking, application identification): forwarded packets leave by the leg's tx
+//! port, dropped ones are freed and counted by reason, later IP fragments whose first fragment
+//! has not arrived are held by the pipeline and sent (or freed) when their fate is known.
+//!
 //! Per packet the loop does no allocation, takes no lock and makes no syscall: bursts of
-//! [`BURST`] pointers live on the stack, counters are single-writer stores.
+//! [`BURST`] pointers live on the stack, counters are single-writer stores, the pipeline's
+//! tables are preallocated.
 
 use std::ffi::{c_int, c_void};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +25,10 @@ use arc_swap::ArcSwap;
 
 use super::mbuf::{BURST, Burst};
 use super::{LcoreId, PortId};
+use crate::conntrack::{ConntrackCounters, Timestamp};
+use crate::pipeline::{Drop as PipelineDrop, Pipeline, PipelineCounters, Step, Verdict};
 use crate::stats::{DropReason, PortCounters, WorkerCounters};
+use crate::wire::frag::FragCounters;
 
 /// Extra transmit attempts for the unsent tail of a burst before it is freed and counted.
 pub(crate) const TX_RETRIES: u32 = 4;
@@ -43,6 +53,70 @@ pub(crate) struct Assignment {
     pub(crate) legs: Vec<Leg>,
 }
 
+/// A packet the pipeline holds (a later IP fragment waiting for its first fragment): owns
+/// its mbuf, which is freed if the packet is dropped, and remembers its tx port.
+#[derive(Debug)]
+pub(crate) struct Held {
+    mbuf: NonNull<ffi::rte_mbuf>,
+    tx: PortId,
+}
+
+impl Held {
+    /// Gives the mbuf back without freeing it.
+    fn into_raw(self) -> *mut ffi::rte_mbuf {
+        let m = self.mbuf.as_ptr();
+        std::mem::forget(self);
+        m
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: a Held owns its mbuf's one reference (it came from rx and was never sent).
+        unsafe { ffi::rte_pktmbuf_free(self.mbuf.as_ptr()) };
+    }
+}
+
+/// The pipeline a worker runs; its handles are held mbufs.
+pub(crate) type WorkerPipeline = Pipeline<Held>;
+
+/// Nanoseconds from TSC readings: `(tsc * mult) >> 32`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    mult: u128,
+}
+
+impl Clock {
+    pub(crate) fn new(tsc_hz: u64) -> Self {
+        Self {
+            mult: (1_000_000_000u128 << 32) / u128::from(tsc_hz.max(1)),
+        }
+    }
+
+    #[inline]
+    fn now(self, tsc: u64) -> Timestamp {
+        Timestamp::from_nanos(u64::try_from((u128::from(tsc) * self.mult) >> 32).unwrap_or(u64::MAX))
+    }
+}
+
+/// Counter blocks of a worker's pipeline, readable by the stats thread.
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineStats {
+    pub(crate) pipeline: Arc<PipelineCounters>,
+    pub(crate) conntrack: Arc<ConntrackCounters>,
+    pub(crate) frag: Arc<FragCounters>,
+}
+
+impl PipelineStats {
+    pub(crate) fn of(p: &WorkerPipeline) -> Self {
+        Self {
+            pipeline: Arc::clone(&p.counters),
+            conntrack: Arc::clone(p.sessions().counters()),
+            frag: Arc::clone(p.frag_counters()),
+        }
+    }
+}
+
 /// Idle behaviour of a worker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum IdlePolicy {
@@ -60,11 +134,13 @@ pub(crate) struct WorkerShared {
     pub(crate) stop: AtomicBool,
     pub(crate) running: AtomicBool,
     pub(crate) idle: IdlePolicy,
+    pub(crate) clock: Clock,
     pub(crate) counters: WorkerCounters,
+    pub(crate) stats: PipelineStats,
 }
 
 impl WorkerShared {
-    pub(crate) fn new(lcore: LcoreId, idle: IdlePolicy) -> Self {
+    pub(crate) fn new(lcore: LcoreId, idle: IdlePolicy, clock: Clock, stats: PipelineStats) -> Self {
         Self {
             lcore,
             assignment: ArcSwap::from_pointee(Assignment::default()),
@@ -72,9 +148,17 @@ impl WorkerShared {
             stop: AtomicBool::new(false),
             running: AtomicBool::new(false),
             idle,
+            clock,
             counters: WorkerCounters::default(),
+            stats,
         }
     }
+}
+
+/// What a launched worker owns: the shared state and its pipeline.
+struct WorkerCtx {
+    shared: Arc<WorkerShared>,
+    pipeline: WorkerPipeline,
 }
 
 /// The CPU's time-stamp counter (what DPDK's `rte_rdtsc` reads); read once per loop
@@ -92,9 +176,24 @@ fn tsc() -> u64 {
     }
 }
 
-/// Receives one burst on `leg.rx` and sends it out of `leg.tx`; returns packets received.
+/// Per-iteration scratch of a worker, allocated once.
+struct Scratch {
+    burst: Burst,
+    /// Held fragments released by a late first fragment, to send after the burst.
+    released: Vec<(Held, Verdict)>,
+}
+
+/// Receives one burst on `leg.rx`, runs every packet through the pipeline, sends what it
+/// forwards out of `leg.tx` and frees what it drops; returns packets received.
 #[inline]
-fn forward(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) -> usize {
+fn forward(
+    leg: &Leg,
+    pipeline: &mut WorkerPipeline,
+    now: Timestamp,
+    sc: &mut Scratch,
+    wc: &WorkerCounters,
+) -> usize {
+    let burst = &mut sc.burst;
     // SAFETY: the port is started and stays so while it is in our assignment (the control
     // thread waits for our acknowledgement before stopping it); `ptrs` has room for BURST.
     let n = usize::from(unsafe {
@@ -104,17 +203,67 @@ fn forward(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) -> usize {
         return 0;
     }
     burst.len = n;
-    let bytes = burst.bytes(0..n);
     leg.rx_counters.rx_packets.add(n as u64);
-    leg.rx_counters.rx_bytes.add(bytes);
+    leg.rx_counters.rx_bytes.add(burst.bytes(0..n));
     wc.rx_packets.add(n as u64);
 
+    // Judge every packet; forwarded ones are compacted to the front of the burst.
+    let mut keep = 0usize;
+    let mut dropped: [*mut ffi::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+    let mut ndropped = 0usize;
+    let released = &mut sc.released;
+    for i in 0..n {
+        let m = burst.ptrs[i];
+        let Some(mbuf) = NonNull::new(m) else { continue };
+        // SAFETY: `m` is a valid single-segment mbuf this burst owns; its data is
+        // `data_len` bytes at `buf_addr + data_off`, read-only while the slice lives (the
+        // pipeline does not keep it: it only keeps the `Held` handle).
+        let data = unsafe {
+            let h = &*m;
+            std::slice::from_raw_parts(h.buf_addr.cast::<u8>().add(usize::from(h.data_off)), usize::from(h.data_len))
+        };
+        let held = Held { mbuf, tx: leg.tx };
+        match pipeline.process(data, now, held, |h, v| released.push((h, v)), drop) {
+            Step::Done(Verdict::Forward, h) => {
+                burst.ptrs[keep] = h.into_raw();
+                keep += 1;
+            }
+            Step::Done(Verdict::Drop(why), h) => {
+                dropped[ndropped] = h.into_raw();
+                ndropped += 1;
+                let reason = match why {
+                    PipelineDrop::Malformed(_) => DropReason::Malformed,
+                    PipelineDrop::Fragment => DropReason::Fragment,
+                };
+                leg.rx_counters.count_drop(reason, 1);
+            }
+            Step::Held => {}
+        }
+    }
+    // Everything in [0, n) is now either kept in [0, keep), in `dropped`, or held.
+    burst.len = keep;
+    if ndropped > 0 {
+        // SAFETY: `dropped[..ndropped]` are valid mbufs we own and no longer reference.
+        unsafe { ffi::rte_pktmbuf_free_bulk(dropped.as_mut_ptr(), ndropped as u32) };
+        wc.dropped.add(ndropped as u64);
+    }
+    if keep > 0 {
+        transmit(leg, burst, wc);
+    }
+    n
+}
+
+/// Sends `burst` out of `leg.tx`, retrying a partial send, then freeing and counting the rest.
+#[inline]
+fn transmit(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) {
+    let n = burst.len;
+    let bytes = burst.bytes(0..n);
     let mut sent = 0usize;
     let mut attempts = 0u32;
     loop {
         let rest = u16::try_from(n - sent).unwrap_or(0);
         // SAFETY: [sent, n) are valid mbufs this burst owns; the PMD takes ownership of the
-        // ones it reports as sent. The tx port is started (same argument as rx above).
+        // ones it reports as sent. The tx port is started (see `forward`).
         let done =
             unsafe { ffi::rte_eth_tx_burst(leg.tx.0, 0, burst.ptrs[sent..].as_mut_ptr(), rest) };
         sent += usize::from(done);
@@ -132,43 +281,88 @@ fn forward(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) -> usize {
     leg.tx_counters.tx_bytes.add(bytes - unsent_bytes);
     wc.tx_packets.add(sent as u64);
     if unsent > 0 {
-        leg.tx_counters
-            .count_drop(DropReason::TxFull, unsent as u64);
+        leg.tx_counters.count_drop(DropReason::TxFull, unsent as u64);
         wc.dropped.add(unsent as u64);
     }
-    n
 }
 
-fn run(shared: &WorkerShared) {
+/// Sends fragments released by a late first fragment, one by one (a rare path), to their
+/// port if it is still one of ours; otherwise, or when dropped, they are freed.
+fn send_released(legs: &[Leg], released: &mut Vec<(Held, Verdict)>, wc: &WorkerCounters) {
+    for (h, v) in released.drain(..) {
+        let Some(leg) = legs.iter().find(|l| l.tx == h.tx) else {
+            wc.dropped.add(1);
+            continue; // its port was removed: `h` frees the mbuf
+        };
+        match v {
+            Verdict::Forward => {
+                let mut m = h.into_raw();
+                // SAFETY: `m` is a valid mbuf we own; the tx port is started (it is in our
+                // current assignment); the PMD takes it if it reports it sent.
+                let sent = unsafe { ffi::rte_eth_tx_burst(leg.tx.0, 0, &mut m, 1) };
+                if sent == 1 {
+                    leg.tx_counters.tx_packets.add(1);
+                    wc.tx_packets.add(1);
+                } else {
+                    // SAFETY: not sent, so still ours; freed once.
+                    unsafe { ffi::rte_pktmbuf_free(m) };
+                    leg.tx_counters.count_drop(DropReason::TxFull, 1);
+                    wc.dropped.add(1);
+                }
+            }
+            Verdict::Drop(_) => {
+                leg.tx_counters.count_drop(DropReason::Fragment, 1);
+                wc.dropped.add(1);
+            }
+        }
+    }
+}
+
+fn run(shared: &WorkerShared, pipeline: &mut WorkerPipeline) {
     // Short sleeps must stay short: the default 50 µs timer slack would stretch every one.
     // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack; no pointers.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64) };
-    let mut burst = Burst::new();
+    let mut sc = Scratch {
+        burst: Burst::new(),
+        released: Vec::with_capacity(4 * crate::wire::frag::MAX_HELD),
+    };
     let mut seen = u64::MAX;
     let mut idle_streak = 0u32;
     let mut sleep_us = FIRST_SLEEP_US;
     let wc = &shared.counters;
+    let clock = shared.clock;
+    // Expiry runs about every millisecond of TSC time (its cost is per call, not per packet).
+    let expire_every = (1_000_000u128 * 4_294_967_296 / shared.clock.mult.max(1)) as u64;
     tracing::info!(lcore = shared.lcore.0, "worker started");
-    // One TSC read per iteration: an iteration that carried packets adds its whole duration
-    // (every leg's poll included) to busy_cycles; idle iterations and sleeps add nothing.
+    // One TSC read per iteration: it is the pipeline's clock, and an iteration that carried
+    // packets adds its whole duration (every leg's poll included) to busy_cycles.
     let mut iteration_start = tsc();
+    let mut last_expiry = iteration_start;
     while !shared.stop.load(Ordering::Acquire) {
         let a = shared.assignment.load();
         if a.generation != seen {
             seen = a.generation;
             shared.seen.store(seen, Ordering::Release);
         }
+        let now = clock.now(iteration_start);
         let mut got = 0usize;
         for leg in &a.legs {
-            got += forward(leg, &mut burst, wc);
+            got += forward(leg, pipeline, now, &mut sc, wc);
+        }
+        if !sc.released.is_empty() {
+            send_released(&a.legs, &mut sc.released, wc);
         }
         drop(a);
         wc.loops.add(1);
-        let now = tsc();
+        let t = tsc();
         if got > 0 {
-            wc.busy_cycles.add(now.wrapping_sub(iteration_start));
+            wc.busy_cycles.add(t.wrapping_sub(iteration_start));
         }
-        iteration_start = now;
+        iteration_start = t;
+        if t.wrapping_sub(last_expiry) > expire_every {
+            pipeline.expire(clock.now(t), drop);
+            last_expiry = t;
+        }
         if got > 0 {
             idle_streak = 0;
             sleep_us = FIRST_SLEEP_US;
@@ -188,14 +382,19 @@ fn run(shared: &WorkerShared) {
     tracing::info!(lcore = shared.lcore.0, "worker stopped");
 }
 
-/// Entry point handed to `rte_eal_remote_launch`; `arg` is an `Arc<WorkerShared>` turned into
-/// a raw pointer by [`launch`]. Unwinding must not cross into C, so a panic is caught, logged
+/// Entry point handed to `rte_eal_remote_launch`; `arg` is a `Box<WorkerCtx>` turned into a
+/// raw pointer by [`launch`]. Unwinding must not cross into C, so a panic is caught, logged
 /// and turned into a non-zero return.
 extern "C" fn worker_main(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` came from `Arc::into_raw` in `launch`, exactly once per launch.
-    let shared = unsafe { Arc::from_raw(arg.cast_const().cast::<WorkerShared>()) };
+    // SAFETY: `arg` came from `Box::into_raw` in `launch`, exactly once per launch, and
+    // nothing else uses it after the launch succeeded.
+    let ctx = unsafe { Box::from_raw(arg.cast::<WorkerCtx>()) };
+    let WorkerCtx { shared, mut pipeline } = *ctx;
     shared.running.store(true, Ordering::Release);
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&shared)));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&shared, &mut pipeline)));
+    // Held fragments still in the pipeline are freed here, before the pool goes away (the
+    // dataplane waits for every worker to return before it frees its ports and pool).
+    drop(pipeline);
     shared.running.store(false, Ordering::Release);
     match res {
         Ok(()) => 0,
@@ -207,21 +406,27 @@ extern "C" fn worker_main(arg: *mut c_void) -> c_int {
 }
 
 /// Starts the worker loop on its lcore.
-pub(crate) fn launch(shared: &Arc<WorkerShared>) -> Result<(), super::DpdkError> {
-    let arg = Arc::into_raw(Arc::clone(shared))
-        .cast_mut()
-        .cast::<c_void>();
+pub(crate) fn launch(
+    shared: &Arc<WorkerShared>,
+    pipeline: WorkerPipeline,
+) -> Result<(), super::DpdkError> {
+    let ctx = Box::new(WorkerCtx {
+        shared: Arc::clone(shared),
+        pipeline,
+    });
+    let arg = Box::into_raw(ctx).cast::<c_void>();
     let mark = super::log::mark();
     // Mark it running before it actually is, so an acknowledgement wait right after launch
     // does not mistake a not-yet-scheduled worker for a dead one.
     shared.running.store(true, Ordering::Release);
-    // SAFETY: `worker_main` matches lcore_function_t and never unwinds; `arg` is a leaked Arc
+    // SAFETY: `worker_main` matches lcore_function_t and never unwinds; `arg` is a leaked Box
     // that `worker_main` takes back; the lcore is a worker lcore in WAIT state (launched once).
+    // The pipeline inside moves to the worker thread and is used by it alone.
     let rc = unsafe { ffi::rte_eal_remote_launch(Some(worker_main), arg, shared.lcore.0) };
     if rc != 0 {
         shared.running.store(false, Ordering::Release);
-        // SAFETY: the launch failed, so `worker_main` will never take the Arc back: we do.
-        drop(unsafe { Arc::from_raw(arg.cast_const().cast::<WorkerShared>()) });
+        // SAFETY: the launch failed, so `worker_main` will never take the Box back: we do.
+        drop(unsafe { Box::from_raw(arg.cast::<WorkerCtx>()) });
         return Err(super::DpdkError::from_code(
             format!("launch worker on {}", shared.lcore),
             rc,

@@ -17,6 +17,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::stats::Counter;
 
@@ -103,8 +104,8 @@ pub struct FragTable<V, H> {
     mask: usize,
     timeout_ns: u64,
     sweep: usize,
-    /// Counters.
-    pub counters: FragCounters,
+    /// Counters (shared so that a stats reader can see them; written only by the owner).
+    pub counters: Arc<FragCounters>,
 }
 
 fn overlaps(ranges: &[(u32, u32)], (s, e): (u32, u32)) -> bool {
@@ -121,7 +122,7 @@ impl<V: Copy, H> FragTable<V, H> {
             mask: n - 1,
             timeout_ns,
             sweep: 0,
-            counters: FragCounters::default(),
+            counters: Arc::default(),
         }
     }
 

@@ -13,7 +13,7 @@ use dataplane::dpdk::{Eal, Mbuf, Mempool, Port, Ring};
 /// unique to this process.
 pub fn config(ports: &str) -> DataplaneConfig {
     let text = format!(
-        "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"pt{}\"\nmbufs = 8191\nidle = \"adaptive\"\nidle_sleep_us = 50\n{ports}",
+        "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"pt{}\"\nmbufs = 8191\nsessions = 4096\nidle = \"adaptive\"\nidle_sleep_us = 50\n{ports}",
         std::process::id()
     );
     config::parse(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("test config: {e}"))
