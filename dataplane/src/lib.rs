@@ -6,6 +6,7 @@
 //! binary. Later layers (`wire`, `conntrack`, `dpi`, `policy`, `report`, `ctl`) join the core.
 
 pub mod config;
+pub mod dpi;
 pub mod preflight;
 pub mod stats;
 pub mod wire;
