@@ -110,7 +110,13 @@ fn l4_from_sliced<'a>(p: &LaxSlicedPacket<'a>, depth: u8) -> Option<L4<'a>> {
 
 fn l4_from_link(linktype: Linktype, data: &[u8]) -> Option<L4<'_>> {
     match linktype {
-        Linktype::ETHERNET => l4_from_sliced(&LaxSlicedPacket::from_ethernet(data).ok()?, 0),
+        Linktype::ETHERNET => {
+            let p = LaxSlicedPacket::from_ethernet(data).ok()?;
+            if let Some(l4) = l4_from_sliced(&p, 0) {
+                return Some(l4);
+            }
+            pppoe(data)
+        }
         Linktype::RAW | Linktype::IPV4 | Linktype::IPV6 | Linktype(12) | Linktype(14) => {
             l4_from_ip(data, 0)
         }
@@ -132,6 +138,23 @@ fn l4_from_link(linktype: Linktype, data: &[u8]) -> Option<L4<'_>> {
                 _ => None,
             }
         }
+        _ => None,
+    }
+}
+
+/// PPPoE session frames (ethertype 0x8864, optionally VLAN-tagged): 6-byte PPPoE header,
+/// 2-byte PPP protocol, then IP.
+fn pppoe(data: &[u8]) -> Option<L4<'_>> {
+    let mut at = 12;
+    while data.get(at..at + 2)? == [0x81, 0x00] {
+        at += 4;
+    }
+    if data.get(at..at + 2)? != [0x88, 0x64] {
+        return None;
+    }
+    let ppp = data.get(at + 2 + 6..)?;
+    match ppp.get(..2)? {
+        [0x00, 0x21] | [0x00, 0x57] => l4_from_ip(ppp.get(2..)?, 0),
         _ => None,
     }
 }

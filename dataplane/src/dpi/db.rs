@@ -112,14 +112,19 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
     match ty {
         // PRELOGIN: option tokens (type, offset, length) up to 0xff, first is VERSION.
         0x12 if exact && prelogin_options(body) => Hit::Strong(App::Mssql),
-        // SQL batch and RPC (TDS 7.2+): ALL_HEADERS, total length then one header.
+        // SQL batch and RPC: ALL_HEADERS (TDS 7.2+: total length, then headers of type
+        // 1-3), else directly UTF-16LE text (batch) or a UTF-16LE procedure name with its
+        // length in characters (RPC).
         0x01 | 0x03 if exact => {
-            let (Some(total), Some(hlen), Some(htype)) =
-                (le32(body, 0), le32(body, 4), le16(body, 8))
-            else {
-                return Hit::Miss;
+            let headers = match (le32(body, 0), le32(body, 4), le16(body, 8)) {
+                (Some(total), Some(hlen), Some(htype)) => {
+                    (total as usize) < body.len() && hlen <= total && (1..=3).contains(&htype)
+                }
+                _ => false,
             };
-            if (total as usize) < body.len() && hlen <= total && (1..=3).contains(&htype) {
+            let text = if ty == 0x01 { body } else { body.get(2..).unwrap_or_default() };
+            let named = ty == 0x01 || le16(body, 0).is_some_and(|n| n > 0 && usize::from(n) * 2 <= text.len());
+            if headers || (named && utf16_ascii(text)) {
                 Hit::Strong(App::Mssql)
             } else {
                 Hit::Miss
@@ -143,6 +148,11 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
         },
         _ => Hit::Miss,
     }
+}
+
+/// Whether `d` starts with at least four UTF-16LE printable ASCII characters.
+fn utf16_ascii(d: &[u8]) -> bool {
+    d.len() >= 8 && d.chunks_exact(2).take(8).all(|c| c[1] == 0 && is_text(c[0]))
 }
 
 /// PRELOGIN option list: 5-byte tokens (type, offset, length), terminated by 0xff, the first
@@ -219,8 +229,8 @@ pub(super) fn detect_mongodb(p: &Pkt<'_>) -> Hit {
             let flags = le32(d, 16).unwrap_or(u32::MAX);
             strong_or_weak(flags & !0x0001_0003 == 0 && matches!(u8_at(d, 20), Some(0 | 1)))
         }
-        // OP_QUERY: flags, then a "db.collection" C string.
-        2004 if response_to == 0 => {
+        // OP_QUERY: flags, then a "db.collection" C string (response-to is 0 or -1).
+        2004 => {
             let name = d.get(20..d.len().min(20 + 128)).unwrap_or_default();
             let ok = name.iter().position(|&b| b == 0).is_some_and(|n| {
                 n > 2 && name[..n].contains(&b'.') && name[..n].iter().all(|&b| is_text(b))
@@ -241,6 +251,10 @@ pub(super) fn detect_mongodb(p: &Pkt<'_>) -> Hit {
 /// responses), flags, stream, opcode, body length equal to the rest of the frame.
 pub(super) fn detect_cassandra(p: &Pkt<'_>) -> Hit {
     let d = p.data;
+    // Internode messaging (port 7000) opens with the protocol magic 0xCA552DFA.
+    if be32(d, 0) == Some(0xca55_2dfa) {
+        return Hit::Strong(App::Cassandra);
+    }
     let (Some(ver), Some(flags)) = (u8_at(d, 0), u8_at(d, 1)) else {
         return Hit::Miss;
     };

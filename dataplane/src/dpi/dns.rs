@@ -14,11 +14,16 @@ use super::{App, Hit, Pkt};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Shape {
     No,
-    /// Header plausible, question unreadable.
+    /// Header plausible (flags, question count), the rest unreadable or odd.
     Header,
-    /// Header and question name well formed; carries the first label's length and whether
-    /// it is a NetBIOS-encoded name.
-    Full { netbios_name: bool },
+    /// Header, section counts and first question well formed.
+    Full,
+}
+
+/// The first question's name: its first label's length and bytes.
+fn first_label(d: &[u8]) -> Option<&[u8]> {
+    let n = usize::from(u8_at(d, 12)?);
+    d.get(13..13 + n)
 }
 
 fn shape(d: &[u8]) -> Shape {
@@ -29,59 +34,51 @@ fn shape(d: &[u8]) -> Shape {
     };
     let response = flags & 0x8000 != 0;
     let opcode = (flags >> 11) & 0xf;
-    let rcode = flags & 0xf;
-    if !matches!(opcode, 0..=2 | 4..=6) || rcode > 10 {
+    // Opcodes: query, inverse query, status, notify, update, DSO.
+    if !matches!(opcode, 0..=2 | 4..=6) {
         return Shape::No;
     }
-    let plausible = if response {
-        qd <= 4 && an <= 256 && ns <= 64 && ar <= 64 && (qd + an + ns + ar) > 0
+    // Damaged messages still count as DNS, weakly: a query asks something, a response
+    // answers or echoes a question.
+    let header = if response { (qd > 0 || an > 0) && qd <= 64 } else { (1..=64).contains(&qd) };
+    if !header {
+        return Shape::No;
+    }
+    let sane_counts = if response {
+        qd <= 4 && an <= 256 && ns <= 64 && ar <= 64 && flags & 0xf <= 10
     } else if opcode == 5 || opcode == 4 {
-        qd == 1 && an <= 64 && ns <= 64 && ar <= 64 // UPDATE, NOTIFY reuse the sections
+        qd == 1 && an <= 64 && ns <= 64 && ar <= 64
     } else {
-        (1..=4).contains(&qd) && an == 0 && ns <= 8 && ar <= 8
+        qd <= 4 && an == 0 && ns <= 8 && ar <= 8
     };
-    if !plausible {
-        return Shape::No;
-    }
-    if qd == 0 {
-        return Shape::Header;
-    }
-    match question(d) {
-        Some(netbios_name) => Shape::Full { netbios_name },
-        None => Shape::Header,
-    }
+    if sane_counts && question(d) { Shape::Full } else { Shape::Header }
 }
 
 /// Walks the first question's name (uncompressed labels, at most 255 bytes) and checks its
-/// type and class. Returns whether the name is a NetBIOS-encoded name.
-fn question(d: &[u8]) -> Option<bool> {
+/// class.
+fn question(d: &[u8]) -> bool {
     let mut at = 12;
     let mut total = 0usize;
-    let first = u8_at(d, at)?;
     loop {
-        let len = usize::from(u8_at(d, at)?);
+        let Some(len) = u8_at(d, at).map(usize::from) else {
+            return false;
+        };
         at += 1;
         if len == 0 {
             break;
         }
-        if len > 63 {
-            return None;
+        if len > 63 || d.get(at..at + len).is_none() {
+            return false;
         }
-        d.get(at..at + len)?;
         at += len;
         total += len + 1;
         if total > 255 {
-            return None;
+            return false;
         }
     }
-    let qclass = be16(d, at + 2)? & 0x7fff; // mDNS: top bit is "unicast response"
-    if !matches!(qclass, 1 | 3 | 4 | 254 | 255) {
-        return None;
-    }
-    let netbios = first == 32
-        && d.get(13..45)
-            .is_some_and(|n| n.iter().all(|c| (b'A'..=b'P').contains(c)));
-    Some(netbios)
+    // mDNS sets the top bit of the class for "unicast response".
+    let qclass = be16(d, at + 2).map(|c| c & 0x7fff);
+    matches!(qclass, Some(1 | 3 | 4 | 254 | 255))
 }
 
 /// DNS and mDNS over UDP. mDNS is told apart by port only (same format).
@@ -95,7 +92,7 @@ pub(super) fn detect_udp(p: &Pkt<'_>) -> Hit {
         App::Dns
     };
     match shape(p.data) {
-        Shape::Full { .. } => Hit::Strong(app),
+        Shape::Full => Hit::Strong(app),
         Shape::Header => Hit::Weak(app),
         Shape::No => Hit::Miss,
     }
@@ -109,29 +106,39 @@ pub(super) fn detect_tcp(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let msg = &d[2..];
-    if usize::from(len) < 12 || usize::from(len) < msg.len() {
+    if usize::from(len) < 12 {
         return Hit::Miss;
     }
     match shape(msg) {
-        Shape::Full { .. } => Hit::Strong(App::Dns),
+        Shape::Full => Hit::Strong(App::Dns),
         Shape::Header if usize::from(len) == msg.len() => Hit::Weak(App::Dns),
         _ => Hit::Miss,
     }
 }
 
-/// NetBIOS name service (DNS-shaped, encoded names) and datagram service.
+/// NetBIOS name service (DNS-shaped; the name is one 32-byte label of letters `A`-`P`
+/// encoding 16 bytes, type NB 0x20 or NBSTAT 0x21) and datagram service.
 pub(super) fn detect_netbios(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if let Shape::Full { netbios_name: true } = shape(d) {
-        return Hit::Strong(App::Netbios);
+    let sh = shape(d);
+    if sh != Shape::No {
+        if let Some(label) = first_label(d).filter(|l| l.len() == 32) {
+            let encoded = label.iter().all(|c| (b'A'..=b'P').contains(c));
+            let nb_type = matches!(be16(d, 12 + 1 + 32 + 1), Some(0x20 | 0x21));
+            if encoded || nb_type {
+                return Hit::Strong(App::Netbios);
+            }
+        }
+        // A damaged name-service packet on the NetBIOS port: DNS-shaped, weak. (Elsewhere
+        // DNS claims DNS-shaped packets.)
+        return if p.on_port_of(App::Netbios) { Hit::Weak(App::Netbios) } else { Hit::Miss };
     }
-    // Datagram service header (RFC 1002 section 4.4.1): type 0x10-0x16, then for direct
-    // and broadcast datagrams a 32-letter encoded source name at offset 14.
-    match u8_at(d, 0) {
-        Some(0x10..=0x12)
-            if u8_at(d, 14) == Some(32)
-                && d.get(15..47)
-                    .is_some_and(|n| n.iter().all(|c| (b'A'..=b'P').contains(c))) =>
+    // Datagram service (RFC 1002 section 4.4.1): type 0x10-0x12 (direct unique, direct
+    // group, broadcast), flags in the low nibble, then id, source IP and port, and a
+    // datagram length counting from offset 14.
+    match (u8_at(d, 0), u8_at(d, 1), be16(d, 10)) {
+        (Some(0x10..=0x12), Some(flags), Some(len))
+            if flags & 0xf0 == 0 && usize::from(len) + 14 == d.len() =>
         {
             Hit::Strong(App::Netbios)
         }

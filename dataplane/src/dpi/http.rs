@@ -65,8 +65,8 @@ const RTSP_METHODS: &[&[u8]] = &[
     b"SET_PARAMETER", b"ANNOUNCE", b"RECORD", b"REDIRECT",
 ];
 
-/// `METHOD SP target SP VERSION` with `VERSION` starting with `version`; a line cut before
-/// its end also passes when the target has the `scheme` prefix.
+/// `METHOD SP target ...` where the target has one of the protocol's URI schemes, or
+/// `METHOD SP target SP VERSION` with `VERSION` starting with `version`.
 fn request_line(d: &[u8], methods: &[&[u8]], version: &[u8], schemes: &[&[u8]]) -> bool {
     let Some(sp) = d.iter().take(20).position(|&b| b == b' ') else {
         return false;
@@ -75,13 +75,15 @@ fn request_line(d: &[u8], methods: &[&[u8]], version: &[u8], schemes: &[&[u8]]) 
         return false;
     }
     let rest = &d[sp + 1..];
-    let scheme_ok = schemes.iter().any(|s| starts_with_ci(rest, s));
+    if schemes.iter().any(|s| starts_with_ci(rest, s)) {
+        return true;
+    }
     match first_line(rest) {
         Some(line) => match line.iter().rposition(|&b| b == b' ') {
             Some(at) => line[at + 1..].starts_with(version),
             None => false,
         },
-        None => scheme_ok,
+        None => false,
     }
 }
 

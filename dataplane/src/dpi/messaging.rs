@@ -13,16 +13,45 @@ pub(super) fn detect_amqp(p: &Pkt<'_>) -> Hit {
     if d.len() == 8 && d.starts_with(b"AMQP") {
         return Hit::Strong(App::Amqp);
     }
-    // Method frame (type 1) on channel 0, class 10 (connection) method 10 (start).
-    if u8_at(d, 0) == Some(1)
-        && be16(d, 1) == Some(0)
-        && be16(d, 7) == Some(10)
-        && be16(d, 9) == Some(10)
-        && be32(d, 3).is_some_and(|n| n as usize + 8 >= d.len())
-    {
-        return Hit::Strong(App::Amqp);
+    amqp_frames(d)
+}
+
+/// AMQP 0-9-1 frames (section 4.2.3): type (method 1, header 2, body 3, heartbeat 8),
+/// channel, size, payload, frame-end 0xCE. Every frame that ends inside the payload must
+/// end with 0xCE; a method frame of a known class makes it strong (a flow caught
+/// mid-stream), a lone heartbeat weak.
+fn amqp_frames(d: &[u8]) -> Hit {
+    let mut at = 0;
+    let mut method = false;
+    let mut frames = 0;
+    while at < d.len() {
+        let (Some(ty), Some(size)) = (u8_at(d, at), be32(d, at + 3)) else {
+            return Hit::Miss;
+        };
+        if !matches!(ty, 1 | 2 | 3 | 8) || size > 1 << 24 {
+            return Hit::Miss;
+        }
+        if ty == 1 {
+            // Class ids: connection 10, channel 20, exchange 40, queue 50, basic 60,
+            // confirm 85, tx 90.
+            if !matches!(be16(d, at + 7), Some(10 | 20 | 40 | 50 | 60 | 85 | 90)) {
+                return Hit::Miss;
+            }
+            method = true;
+        }
+        let end = at + 7 + size as usize;
+        match u8_at(d, end) {
+            Some(0xce) => frames += 1,
+            Some(_) => return Hit::Miss,
+            None => break, // continues in the next segment
+        }
+        at = end + 1;
     }
-    Hit::Miss
+    match (method, frames) {
+        (true, _) => Hit::Strong(App::Amqp),
+        (false, 1..) => Hit::Weak(App::Amqp),
+        _ => Hit::Miss,
+    }
 }
 
 /// An MQTT variable-length "remaining length" (1-4 bytes); returns (value, bytes used).
@@ -60,13 +89,27 @@ pub(super) fn detect_mqtt(p: &Pkt<'_>) -> Hit {
             _ => Hit::Miss,
         };
     }
-    // CONNACK: flags 0/1, return code; v5 adds properties.
-    if first == 0x20 && !p.from_client() && p.first() && rem == body.len() && rem >= 2 {
-        if matches!(u8_at(body, 0), Some(0 | 1)) {
-            return Hit::Weak(App::Mqtt);
-        }
+    // Mid-session packets whose remaining length is exactly the payload: weak.
+    if rem != body.len() {
+        return Hit::Miss;
     }
-    Hit::Miss
+    let weak = match first {
+        // CONNACK: session-present flag, reason code.
+        0x20 => rem >= 2 && matches!(u8_at(body, 0), Some(0 | 1)),
+        // PINGREQ, PINGRESP, DISCONNECT (3.1.1).
+        0xc0 | 0xd0 | 0xe0 => rem == 0,
+        // PUBLISH: topic length then a UTF-8 topic.
+        0x30..=0x3f => be16(body, 0).is_some_and(|n| {
+            let n = usize::from(n);
+            n > 0 && n + 2 <= rem && body.get(2..2 + n).is_some_and(|t| t.iter().all(|&b| is_text(b)))
+        }),
+        // PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK (3.1.1): a packet id.
+        0x40 | 0x50 | 0x62 | 0x70 | 0xb0 => rem == 2,
+        // SUBSCRIBE: packet id, then a topic filter.
+        0x82 => rem >= 5 && be16(body, 2).is_some_and(|n| usize::from(n) + 4 < rem + 1),
+        _ => false,
+    };
+    if weak { Hit::Weak(App::Mqtt) } else { Hit::Miss }
 }
 
 /// NATS: the server's `INFO {json}` greeting, the client's `CONNECT {json}`.

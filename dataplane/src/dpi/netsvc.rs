@@ -135,30 +135,33 @@ pub(super) fn detect_tftp(p: &Pkt<'_>) -> Hit {
         3 if d.len() >= 4 && d.len() <= 65468 + 4 => Hit::Weak(App::Tftp),
         4 if d.len() == 4 => Hit::Weak(App::Tftp),
         5 if be16(d, 2).is_some_and(|c| c <= 8) && d.last() == Some(&0) => Hit::Weak(App::Tftp),
-        6 if d.len() > 3 && d.last() == Some(&0) => Hit::Weak(App::Tftp),
+        // OACK: NUL-terminated option/value pairs; RFC 2348/2349/7440 names are telling.
+        6 if d.len() > 3 && d.last() == Some(&0) => {
+            let known = [&b"blksize\0"[..], b"tsize\0", b"timeout\0", b"windowsize\0"];
+            if known.iter().any(|k| starts_with_ci(rest, k)) && rest.iter().all(|&b| b == 0 || is_text(b)) {
+                Hit::Strong(App::Tftp)
+            } else {
+                Hit::Weak(App::Tftp)
+            }
+        }
         _ => Hit::Miss,
     }
 }
 
-/// RADIUS: a known code, a length equal to the payload (20..=4096), then attributes
-/// (type, length >= 2) that end exactly at the message end.
+/// RADIUS: a known code and a length equal to the datagram (20..=4096). Attributes are
+/// not walked: damaged attributes are still RADIUS, and the exact length in bytes 2-3 is
+/// what random datagrams lack.
 pub(super) fn detect_radius(p: &Pkt<'_>) -> Hit {
     let d = p.data;
     let (Some(code), Some(len)) = (u8_at(d, 0), be16(d, 2)) else {
         return Hit::Miss;
     };
     let len = usize::from(len);
-    if !matches!(code, 1..=5 | 11..=13 | 40..=45) || !(20..=4096).contains(&len) || len > d.len() {
-        return Hit::Miss;
+    if matches!(code, 1..=5 | 11..=13 | 40..=45) && (20..=4096).contains(&len) && len == d.len() {
+        Hit::Strong(App::Radius)
+    } else {
+        Hit::Miss
     }
-    let mut at = 20;
-    while at < len {
-        match (u8_at(d, at), u8_at(d, at + 1)) {
-            (Some(t), Some(l)) if t != 0 && l >= 2 => at += usize::from(l),
-            _ => return Hit::Miss,
-        }
-    }
-    if at == len { Hit::Strong(App::Radius) } else { Hit::Miss }
 }
 
 /// CoAP: version 1, token length <= 8, a request or response code, then options that end
