@@ -38,9 +38,13 @@ fn shape(d: &[u8]) -> Shape {
     if !matches!(opcode, 0..=2 | 4..=6) {
         return Shape::No;
     }
-    // Damaged messages still count as DNS, weakly: a query asks something, a response
-    // answers or echoes a question.
-    let header = if response { (qd > 0 || an > 0) && qd <= 64 } else { (1..=64).contains(&qd) };
+    // Damaged messages still count as DNS, weakly: a query (no response code) asks
+    // something, a response answers or echoes a question.
+    let header = if response {
+        qd > 0 || an > 0
+    } else {
+        flags & 0xf == 0 && (qd > 0 || ns > 0 || ar > 0)
+    };
     if !header {
         return Shape::No;
     }
@@ -123,7 +127,8 @@ pub(super) fn detect_netbios(p: &Pkt<'_>) -> Hit {
     let sh = shape(d);
     if sh != Shape::No {
         if let Some(label) = first_label(d).filter(|l| l.len() == 32) {
-            let encoded = label.iter().all(|c| (b'A'..=b'P').contains(c));
+            // Mostly letters A-P: a damaged encoded name is still one.
+            let encoded = label.iter().filter(|c| (b'A'..=b'P').contains(c)).count() >= 24;
             let nb_type = matches!(be16(d, 12 + 1 + 32 + 1), Some(0x20 | 0x21));
             if encoded || nb_type {
                 return Hit::Strong(App::Netbios);

@@ -42,19 +42,21 @@ pub(super) fn detect_ntp(p: &Pkt<'_>) -> Hit {
                 Hit::Miss
             }
         }
-        6 => {
-            // Control: op, sequence, status, association id, offset, count, data.
+        6 if version >= 2 => {
+            // Control: op, sequence, status, association id, offset, count, data padded to
+            // 4 bytes, then optionally a key id and an MD5 or SHA-1 digest.
             let (Some(op), Some(count)) = (u8_at(d, 1), be16(d, 10)) else {
                 return Hit::Miss;
             };
-            let count = usize::from(count);
-            if op & 0x1f != 0 && op & 0x1f <= 31 && len >= 12 + count && len <= 12 + count + 3 + 96 {
+            let body = (12 + usize::from(count)).next_multiple_of(4);
+            let size_ok = len == 12 + usize::from(count) || len == body || len == body + 20 || len == body + 24;
+            if (1..=31).contains(&(op & 0x1f)) && size_ok {
                 Hit::Strong(App::Ntp)
             } else {
                 Hit::Miss
             }
         }
-        7 => {
+        7 if version >= 2 => {
             // Private: seq, implementation (0 univ, 2 xntpd old, 3 xntpd), request code,
             // then error + item count and item size (12 bits each).
             let (Some(imp), Some(items), Some(size)) = (u8_at(d, 2), be16(d, 4), be16(d, 6)) else {
