@@ -5,7 +5,9 @@
 //!
 //! The check is the header plus a walk of the first question: a strict full parse (as DNS
 //! crates do, allocating records) would reject the damaged queries resolvers still get.
-//! A header that is plausible but whose question does not parse is weak evidence.
+//! A header that is plausible but whose question does not parse is weak evidence, and
+//! only on the protocol's own port (so other UDP protocols with a DNS-like first 12 bytes
+//! are not taken for damaged DNS).
 
 use super::bytes::{be16, u8_at};
 use super::{App, Hit, Pkt};
@@ -97,8 +99,9 @@ pub(super) fn detect_udp(p: &Pkt<'_>) -> Hit {
     };
     match shape(p.data) {
         Shape::Full => Hit::Strong(app),
-        Shape::Header => Hit::Weak(app),
-        Shape::No => Hit::Miss,
+        // A damaged message is only worth anything on the protocol's own port.
+        Shape::Header if p.on_port_of(app) => Hit::Weak(app),
+        _ => Hit::Miss,
     }
 }
 
