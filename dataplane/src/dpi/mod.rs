@@ -464,4 +464,8 @@ impl State {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod testutil;
+#[cfg(test)]
 mod tests;
