@@ -38,9 +38,10 @@ pub(super) fn detect_mysql(p: &Pkt<'_>) -> Hit {
         return Hit::Weak(App::Mysql);
     }
     if seq == 1 && p.from_client() && len >= 32 {
-        // HandshakeResponse41: capabilities with CLIENT_PROTOCOL_41, 23 zero filler bytes.
+        // HandshakeResponse41: capabilities with CLIENT_PROTOCOL_41, then 23 filler bytes,
+        // zero but for MariaDB's extended capabilities in the last 4.
         let caps = le32(d, 4).unwrap_or(0);
-        if caps & 0x200 != 0 && d.get(13..36).is_some_and(|f| f.iter().all(|&b| b == 0)) {
+        if caps & 0x200 != 0 && d.get(13..32).is_some_and(|f| f.iter().all(|&b| b == 0)) {
             return Hit::Strong(App::Mysql);
         }
     }

@@ -127,6 +127,14 @@ pub(super) fn detect_tcp(p: &Pkt<'_>) -> Hit {
 /// encoding 16 bytes, type NB 0x20 or NBSTAT 0x21) and datagram service.
 pub(super) fn detect_netbios(p: &Pkt<'_>) -> Hit {
     let d = p.data;
+    // Datagram service (RFC 1002 section 4.4.1): type 0x10-0x12 (direct unique, direct
+    // group, broadcast), flags in the low nibble, then id, source IP and port, and a
+    // datagram length counting from offset 14.
+    if let (Some(0x10..=0x12), Some(flags), Some(len)) = (u8_at(d, 0), u8_at(d, 1), be16(d, 10)) {
+        if flags & 0xf0 == 0 && usize::from(len) + 14 == d.len() {
+            return Hit::Strong(App::Netbios);
+        }
+    }
     let sh = shape(d);
     if sh != Shape::No {
         if let Some(label) = first_label(d).filter(|l| l.len() == 32) {
@@ -141,17 +149,7 @@ pub(super) fn detect_netbios(p: &Pkt<'_>) -> Hit {
         // DNS claims DNS-shaped packets.)
         return if p.on_port_of(App::Netbios) { Hit::Weak(App::Netbios) } else { Hit::Miss };
     }
-    // Datagram service (RFC 1002 section 4.4.1): type 0x10-0x12 (direct unique, direct
-    // group, broadcast), flags in the low nibble, then id, source IP and port, and a
-    // datagram length counting from offset 14.
-    match (u8_at(d, 0), u8_at(d, 1), be16(d, 10)) {
-        (Some(0x10..=0x12), Some(flags), Some(len))
-            if flags & 0xf0 == 0 && usize::from(len) + 14 == d.len() =>
-        {
-            Hit::Strong(App::Netbios)
-        }
-        _ => Hit::Miss,
-    }
+    Hit::Miss
 }
 
 #[cfg(test)]
