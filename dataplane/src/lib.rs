@@ -1,14 +1,19 @@
 //! Palisade's dataplane.
 //!
 //! The pure-Rust core builds and tests without DPDK: [`config`] (the `[dataplane]` section),
-//! [`preflight`] (host checks before the EAL starts), [`stats`] (counters) and [`conntrack`]
-//! (the per-worker connection table). The `dpdk` feature adds [`dpdk`], the EAL, pools, ports
-//! and poll-mode workers, and the `palisade-dp` binary. Later layers (`wire`, `dpi`, `policy`,
-//! `report`, `ctl`) join the core.
+//! [`preflight`] (host checks before the EAL starts), [`stats`] (counters), [`wire`] (frame
+//! parsing and IP fragments), [`conntrack`] (the per-worker connection table), [`dpi`]
+//! (application identification), [`pipeline`] (all of them per packet), and the offline
+//! [`capture`] reader and [`classify`] tool. The `dpdk` feature adds [`dpdk`], the EAL, pools,
+//! ports and poll-mode workers, and the `palisade-dp` binary. Later layers (`policy`, `report`,
+//! `ctl`) join the core.
 
 pub mod capture;
+pub mod classify;
 pub mod config;
 pub mod conntrack;
+pub mod dpi;
+pub mod pipeline;
 pub mod preflight;
 pub mod stats;
 pub mod wire;

@@ -1,0 +1,3 @@
+//! Tests for the parent module.
+#![allow(unused_imports)]
+use super::*;
