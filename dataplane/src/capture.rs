@@ -96,10 +96,22 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut reader = create_reader(1 << 16, file).map_err(|e| CaptureError::Format {
-        path: path.to_path_buf(),
-        reason: format!("{e:?}"),
-    })?;
+    let mut reader = match create_reader(1 << 16, file) {
+        Ok(r) => r,
+        // An empty file holds no records; it is not a format error.
+        Err(PcapError::Eof) => {
+            return Ok(Capture {
+                records: Vec::new(),
+                damage: Some("empty file".to_owned()),
+            });
+        }
+        Err(e) => {
+            return Err(CaptureError::Format {
+                path: path.to_path_buf(),
+                reason: format!("{e:?}"),
+            });
+        }
+    };
     let mut cap = Capture::default();
     let mut legacy_link = link::ETHERNET;
     let mut legacy_nanos = false;

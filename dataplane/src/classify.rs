@@ -72,8 +72,16 @@ pub fn classify(path: &Path) -> Result<Report, CaptureError> {
     // One record per 5-tuple over the whole capture: nothing times out while replaying.
     let day = Duration::from_secs(86_400);
     let t = &mut cfg.conntrack.timeouts;
-    (t.opening, t.established, t.half_closed, t.time_wait, t.closed, t.udp, t.icmp, t.other) =
-        (day, day, day, day, day, day, day, day);
+    (
+        t.opening,
+        t.established,
+        t.half_closed,
+        t.time_wait,
+        t.closed,
+        t.udp,
+        t.icmp,
+        t.other,
+    ) = (day, day, day, day, day, day, day, day);
     let mut pipe: Pipeline<()> = match Pipeline::new(cfg) {
         Ok(p) => p,
         Err(e) => {
@@ -144,7 +152,11 @@ impl Report {
                 f.server_bytes
             ));
         }
-        s.push_str(&format!("frames {} flows {}", self.frames, self.flows.len()));
+        s.push_str(&format!(
+            "frames {} flows {}",
+            self.frames,
+            self.flows.len()
+        ));
         for (m, n) in &self.malformed {
             s.push_str(&format!(" {}={n}", m.name()));
         }
@@ -185,4 +197,3 @@ impl Report {
         summary.to_string()
     }
 }
-

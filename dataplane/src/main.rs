@@ -214,7 +214,12 @@ fn log_stats(dp: &Dataplane) {
         for m in dataplane::wire::Malformed::ALL {
             let n = w.pipeline.malformed[m.index()];
             if n > 0 {
-                tracing::info!(lcore = w.lcore.0, reason = m.name(), count = n, "malformed frames");
+                tracing::info!(
+                    lcore = w.lcore.0,
+                    reason = m.name(),
+                    count = n,
+                    "malformed frames"
+                );
             }
         }
     }

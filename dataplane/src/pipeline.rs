@@ -275,7 +275,8 @@ impl<H> Pipeline<H> {
                 id: f.id,
             };
             let len = u32::try_from(ip.l4.payload().len()).unwrap_or(u32::MAX);
-            self.frags.first(key, now.as_nanos(), len, verdict, release, drop);
+            self.frags
+                .first(key, now.as_nanos(), len, verdict, release, drop);
         }
         Step::Done(verdict, handle)
     }
@@ -300,7 +301,13 @@ impl<H> Pipeline<H> {
         };
         let tracked = match self.ct.track(&pkt, now) {
             Ok(t) => t,
-            Err(Untracked::TableFull | Untracked::Rst | Untracked::Fin | Untracked::SynAck | Untracked::BadFlags) => {
+            Err(
+                Untracked::TableFull
+                | Untracked::Rst
+                | Untracked::Fin
+                | Untracked::SynAck
+                | Untracked::BadFlags,
+            ) => {
                 self.counters.untracked.add(1);
                 return Verdict::Forward;
             }

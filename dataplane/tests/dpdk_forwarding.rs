@@ -164,3 +164,106 @@ fn dpdk_adaptive_worker_sleeps_when_idle_and_wakes_for_traffic() {
         == 500));
     // A busy worker never sleeps.
 }
+
+/// The worker runs every packet through the pipeline: malformed frames are dropped and counted
+/// by reason on the port they came in on; a later IP fragment that arrives before its first
+/// fragment is held, then sent right behind it.
+#[test]
+fn dpdk_worker_drops_malformed_and_holds_early_fragments() {
+    use dataplane::dpdk::Mbuf;
+    use dataplane::wire::Malformed;
+    let (eal, _) = eal();
+    let mut dp = Dataplane::new(&eal, settings(Idle::Adaptive)).unwrap();
+    let a = ring_port(&eal, "a", 1024, 1024);
+    let b = ring_port(&eal, "b", 1024, 1024);
+    let (a_rx, b_tx) = (a.rx.clone(), b.tx.clone());
+    dp.add_pair(a.port, b.port).unwrap();
+    dp.launch().unwrap();
+    let pool = dp.pool().clone();
+
+    // 10 good frames, 3 with a bad IPv4 version, 2 truncated inside the UDP header.
+    let mut pkts: Vec<Mbuf> = (0..10)
+        .map(|s| Mbuf::from_slice(&pool, &common::frame(s, 80)).unwrap())
+        .collect();
+    for s in 0..3 {
+        let mut f = common::frame(100 + s, 80);
+        f[14] = 0x55;
+        pkts.push(Mbuf::from_slice(&pool, &f).unwrap());
+    }
+    for s in 0..2 {
+        let mut f = common::frame(200 + s, 80);
+        f[16..18].copy_from_slice(&24u16.to_be_bytes()); // IP total length: 20 + 4 bytes of UDP
+        pkts.push(Mbuf::from_slice(&pool, &f).unwrap());
+    }
+    assert!(a_rx.enqueue(pkts).is_empty());
+    assert!(wait_until(WAIT, || dp
+        .port_report("a")
+        .unwrap()
+        .counters
+        .rx_packets
+        == 15));
+    assert!(wait_until(WAIT, || dp
+        .port_report("b")
+        .unwrap()
+        .counters
+        .tx_packets
+        == 10));
+    let ra = dp.port_report("a").unwrap().counters;
+    assert_eq!(ra.dropped(DropReason::Malformed), 5);
+    let w = &dp.worker_reports()[0];
+    assert_eq!(w.pipeline.frames, 15);
+    assert_eq!(w.pipeline.malformed[Malformed::Ipv4BadVersion.index()], 3);
+    assert_eq!(w.pipeline.malformed[Malformed::UdpTruncated.index()], 2);
+    assert_eq!(
+        w.conntrack.created, 1,
+        "the ten good frames are one UDP flow"
+    );
+    drop(b_tx.dequeue(64));
+
+    // Fragments of one datagram, the later one first: held, then released behind the first.
+    let first = fragment(true);
+    let later = fragment(false);
+    assert!(
+        a_rx.enqueue(vec![Mbuf::from_slice(&pool, &later).unwrap()])
+            .is_empty()
+    );
+    assert!(wait_until(WAIT, || dp.worker_reports()[0].fragments.held == 1));
+    assert_eq!(b_tx.count(), 0, "held, not sent");
+    assert!(
+        a_rx.enqueue(vec![Mbuf::from_slice(&pool, &first).unwrap()])
+            .is_empty()
+    );
+    assert!(wait_until(WAIT, || b_tx.count() == 2));
+    let out = b_tx.dequeue(4);
+    assert_eq!(out[0].data(), &first[..]);
+    assert_eq!(out[1].data(), &later[..]);
+    assert_eq!(dp.worker_reports()[0].fragments.released, 1);
+    drop(out);
+    assert_eq!(pool.in_use(), 0, "nothing leaked");
+}
+
+/// An IPv4/UDP datagram of 1008 payload bytes in two fragments (id 0x4242): the first
+/// carries the UDP header and 992 bytes, the later one the last 16 bytes at offset 1000.
+fn fragment(first: bool) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let (payload_len, frag_field) = if first {
+        (1000usize, 0x2000u16)
+    } else {
+        (16, 125)
+    };
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&((20 + payload_len) as u16).to_be_bytes());
+    f.extend_from_slice(&[0x42, 0x42]);
+    f.extend_from_slice(&frag_field.to_be_bytes());
+    f.extend_from_slice(&[64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2]);
+    if first {
+        f.extend_from_slice(&4000u16.to_be_bytes());
+        f.extend_from_slice(&5000u16.to_be_bytes());
+        f.extend_from_slice(&1016u16.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend(std::iter::repeat_n(0xab, 992));
+    } else {
+        f.extend(std::iter::repeat_n(0xcd, 16));
+    }
+    f
+}

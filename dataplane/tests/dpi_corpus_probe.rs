@@ -214,9 +214,10 @@ fn replay(path: &Path) -> HashMap<Key, (App, u32)> {
                         let n = (epb.caplen as usize).min(epb.data.len());
                         Some((lt, &epb.data[..n]))
                     }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        Some((linktypes.first().copied().unwrap_or(Linktype::ETHERNET), spb.data))
-                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => Some((
+                        linktypes.first().copied().unwrap_or(Linktype::ETHERNET),
+                        spb.data,
+                    )),
                     PcapBlockOwned::NG(_) => None,
                 };
                 if let Some((lt, data)) = pkt {
@@ -375,7 +376,11 @@ fn dpi_corpus_probe() {
                             wrong.push(format!(
                                 "{name}: want {} got unknown{} (fed {fed}) :: {}",
                                 w.name(),
-                                if got.is_none() { " (flow not seen)" } else { "" },
+                                if got.is_none() {
+                                    " (flow not seen)"
+                                } else {
+                                    ""
+                                },
                                 e.line
                             ));
                         }
@@ -412,7 +417,10 @@ fn dpi_corpus_probe() {
             }
         }
     }
-    println!("\n{:<14} {:>6} {:>7} {:>10} {:>13}", "app", "flows", "agreed", "disagreed", "unidentified");
+    println!(
+        "\n{:<14} {:>6} {:>7} {:>10} {:>13}",
+        "app", "flows", "agreed", "disagreed", "unidentified"
+    );
     let mut tot = Row::default();
     for (app, r) in &table {
         println!(

@@ -491,13 +491,25 @@ fn never_panics_on_garbage() {
 
 #[test]
 fn sessions_and_timeouts() {
-    let c = ok(&format!("[dataplane]\nsessions = 4096\n[dataplane.timeouts]\nudp = 60\ntcp_established = 3600\n{PORTS}"));
+    let c = ok(&format!(
+        "[dataplane]\nsessions = 4096\n[dataplane.timeouts]\nudp = 60\ntcp_established = 3600\n{PORTS}"
+    ));
     assert_eq!(c.sessions, 4096);
     assert_eq!(c.timeouts.udp, std::time::Duration::from_secs(60));
     assert_eq!(c.timeouts.established, std::time::Duration::from_secs(3600));
-    assert_eq!(c.timeouts.opening, std::time::Duration::from_secs(20), "unset keys keep their default");
-    assert_eq!(bad("[dataplane]\nsessions = 10\n"), (2, "`sessions` must be 64-16777216".into()));
-    assert_eq!(bad("[dataplane]\n[dataplane.timeouts]\nudp = 0\n"), (3, "a timeout must be 1-86400 seconds".into()));
+    assert_eq!(
+        c.timeouts.opening,
+        std::time::Duration::from_secs(20),
+        "unset keys keep their default"
+    );
+    assert_eq!(
+        bad("[dataplane]\nsessions = 10\n"),
+        (2, "`sessions` must be 64-16777216".into())
+    );
+    assert_eq!(
+        bad("[dataplane]\n[dataplane.timeouts]\nudp = 0\n"),
+        (3, "a timeout must be 1-86400 seconds".into())
+    );
     let (line, msg) = bad("[dataplane]\n[dataplane.timeouts]\ntcp = 5\n");
     assert_eq!(line, 3);
     assert!(msg.starts_with("unknown field `tcp`"), "{msg}");

@@ -25,7 +25,9 @@ pub use mbuf::{BURST, Mbuf};
 pub use mempool::Mempool;
 pub use port::{Link, Port, PortId, PortStats, QueueId};
 pub use ring::Ring;
-pub use runtime::{Dataplane, FragSnapshot, PairId, PairReport, PortReport, Settings, WorkerReport};
+pub use runtime::{
+    Dataplane, FragSnapshot, PairId, PairReport, PortReport, Settings, WorkerReport,
+};
 
 /// A DPDK call failed.
 #[derive(Debug, thiserror::Error)]

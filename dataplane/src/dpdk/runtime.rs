@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::worker::{Assignment, Clock, IdlePolicy, Leg, PipelineStats, WorkerPipeline, WorkerShared};
+use super::worker::{
+    Assignment, Clock, IdlePolicy, Leg, PipelineStats, WorkerPipeline, WorkerShared,
+};
 use super::{DpdkError, Eal, LcoreId, Link, Mempool, Port, PortStats, worker};
 use crate::config::{DataplaneConfig, Idle, PortConfig};
 use crate::conntrack::{self, ConntrackSnapshot, Timeouts};
@@ -193,7 +195,12 @@ impl Dataplane {
                 hint: Some("lower `sessions`"),
                 log: Vec::new(),
             })?;
-            workers.push(Arc::new(WorkerShared::new(l, idle, clock, PipelineStats::of(&p))));
+            workers.push(Arc::new(WorkerShared::new(
+                l,
+                idle,
+                clock,
+                PipelineStats::of(&p),
+            )));
             pipelines.push(Some(p));
         }
         Ok(Self {

@@ -95,7 +95,9 @@ impl Clock {
 
     #[inline]
     fn now(self, tsc: u64) -> Timestamp {
-        Timestamp::from_nanos(u64::try_from((u128::from(tsc) * self.mult) >> 32).unwrap_or(u64::MAX))
+        Timestamp::from_nanos(
+            u64::try_from((u128::from(tsc) * self.mult) >> 32).unwrap_or(u64::MAX),
+        )
     }
 }
 
@@ -140,7 +142,12 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
-    pub(crate) fn new(lcore: LcoreId, idle: IdlePolicy, clock: Clock, stats: PipelineStats) -> Self {
+    pub(crate) fn new(
+        lcore: LcoreId,
+        idle: IdlePolicy,
+        clock: Clock,
+        stats: PipelineStats,
+    ) -> Self {
         Self {
             lcore,
             assignment: ArcSwap::from_pointee(Assignment::default()),
@@ -214,13 +221,18 @@ fn forward(
     let released = &mut sc.released;
     for i in 0..n {
         let m = burst.ptrs[i];
-        let Some(mbuf) = NonNull::new(m) else { continue };
+        let Some(mbuf) = NonNull::new(m) else {
+            continue;
+        };
         // SAFETY: `m` is a valid single-segment mbuf this burst owns; its data is
         // `data_len` bytes at `buf_addr + data_off`, read-only while the slice lives (the
         // pipeline does not keep it: it only keeps the `Held` handle).
         let data = unsafe {
             let h = &*m;
-            std::slice::from_raw_parts(h.buf_addr.cast::<u8>().add(usize::from(h.data_off)), usize::from(h.data_len))
+            std::slice::from_raw_parts(
+                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
+                usize::from(h.data_len),
+            )
         };
         let held = Held { mbuf, tx: leg.tx };
         match pipeline.process(data, now, held, |h, v| released.push((h, v)), drop) {
@@ -281,7 +293,8 @@ fn transmit(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) {
     leg.tx_counters.tx_bytes.add(bytes - unsent_bytes);
     wc.tx_packets.add(sent as u64);
     if unsent > 0 {
-        leg.tx_counters.count_drop(DropReason::TxFull, unsent as u64);
+        leg.tx_counters
+            .count_drop(DropReason::TxFull, unsent as u64);
         wc.dropped.add(unsent as u64);
     }
 }
@@ -389,9 +402,13 @@ extern "C" fn worker_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` came from `Box::into_raw` in `launch`, exactly once per launch, and
     // nothing else uses it after the launch succeeded.
     let ctx = unsafe { Box::from_raw(arg.cast::<WorkerCtx>()) };
-    let WorkerCtx { shared, mut pipeline } = *ctx;
+    let WorkerCtx {
+        shared,
+        mut pipeline,
+    } = *ctx;
     shared.running.store(true, Ordering::Release);
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&shared, &mut pipeline)));
+    let res =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&shared, &mut pipeline)));
     // Held fragments still in the pipeline are freed here, before the pool goes away (the
     // dataplane waits for every worker to return before it frees its ports and pool).
     drop(pipeline);

@@ -65,7 +65,14 @@ pub(super) fn detect_postgresql(p: &Pkt<'_>) -> Hit {
             // StartupMessage 3.0 (0x00030000) with its first parameter name.
             0x0003_0000 if (9..=10_000).contains(&len) && exact => {
                 let params = d.get(8..).unwrap_or_default();
-                let known = [&b"user\0"[..], b"database\0", b"application_name\0", b"client_encoding\0", b"options\0", b"replication\0"];
+                let known = [
+                    &b"user\0"[..],
+                    b"database\0",
+                    b"application_name\0",
+                    b"client_encoding\0",
+                    b"options\0",
+                    b"replication\0",
+                ];
                 if known.iter().any(|k| params.starts_with(k)) || d.ends_with(&[0, 0]) {
                     Hit::Strong(App::Postgresql)
                 } else {
@@ -123,8 +130,13 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
                 }
                 _ => false,
             };
-            let text = if ty == 0x01 { body } else { body.get(2..).unwrap_or_default() };
-            let named = ty == 0x01 || le16(body, 0).is_some_and(|n| n > 0 && usize::from(n) * 2 <= text.len());
+            let text = if ty == 0x01 {
+                body
+            } else {
+                body.get(2..).unwrap_or_default()
+            };
+            let named = ty == 0x01
+                || le16(body, 0).is_some_and(|n| n > 0 && usize::from(n) * 2 <= text.len());
             if headers || (named && utf16_ascii(text)) {
                 Hit::Strong(App::Mssql)
             } else {
@@ -153,7 +165,10 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
 
 /// Whether `d` starts with at least four UTF-16LE printable ASCII characters.
 fn utf16_ascii(d: &[u8]) -> bool {
-    d.len() >= 8 && d.chunks_exact(2).take(8).all(|c| c[1] == 0 && is_text(c[0]))
+    d.len() >= 8
+        && d.chunks_exact(2)
+            .take(8)
+            .all(|c| c[1] == 0 && is_text(c[0]))
 }
 
 /// PRELOGIN option list: 5-byte tokens (type, offset, length), terminated by 0xff, the first
@@ -274,9 +289,8 @@ pub(super) fn detect_cassandra(p: &Pkt<'_>) -> Hit {
     match (response, op) {
         // STARTUP, OPTIONS; READY, AUTHENTICATE, SUPPORTED.
         (false, 0x01 | 0x05) | (true, 0x02 | 0x03 | 0x06) => Hit::Strong(App::Cassandra),
-        (false, 0x07 | 0x09 | 0x0a | 0x0b | 0x0d | 0x0f) | (true, 0x00 | 0x08 | 0x0c | 0x0e | 0x10) => {
-            Hit::Weak(App::Cassandra)
-        }
+        (false, 0x07 | 0x09 | 0x0a | 0x0b | 0x0d | 0x0f)
+        | (true, 0x00 | 0x08 | 0x0c | 0x0e | 0x10) => Hit::Weak(App::Cassandra),
         _ => Hit::Miss,
     }
 }
@@ -309,7 +323,9 @@ pub(super) fn detect_redis(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     }
     if !p.from_client()
-        && (d.starts_with(b"-NOAUTH ") || d.starts_with(b"-DENIED Redis") || d.starts_with(b"-ERR unknown command"))
+        && (d.starts_with(b"-NOAUTH ")
+            || d.starts_with(b"-DENIED Redis")
+            || d.starts_with(b"-ERR unknown command"))
     {
         return Hit::Strong(App::Redis);
     }
@@ -332,9 +348,13 @@ pub(super) fn detect_memcached(p: &Pkt<'_>) -> Hit {
         }
     }
     if let Some(m @ (0x80 | 0x81)) = u8_at(d, 0) {
-        let (Some(op), Some(klen), Some(elen), Some(dtype), Some(body)) =
-            (u8_at(d, 1), be16(d, 2), u8_at(d, 4), u8_at(d, 5), be32(d, 8))
-        else {
+        let (Some(op), Some(klen), Some(elen), Some(dtype), Some(body)) = (
+            u8_at(d, 1),
+            be16(d, 2),
+            u8_at(d, 4),
+            u8_at(d, 5),
+            be32(d, 8),
+        ) else {
             return Hit::Miss;
         };
         let ok = op <= 0x48
@@ -342,12 +362,18 @@ pub(super) fn detect_memcached(p: &Pkt<'_>) -> Hit {
             && u32::from(klen) + u32::from(elen) <= body
             && body as usize + 24 == d.len()
             && (m == 0x80) == p.from_client();
-        return if ok { Hit::Strong(App::Memcached) } else { Hit::Miss };
+        return if ok {
+            Hit::Strong(App::Memcached)
+        } else {
+            Hit::Miss
+        };
     }
     let Some(line) = first_line(d) else {
         return Hit::Miss;
     };
-    if !line.iter().all(|&b| is_text(b)) || !d.get(line.len()..).is_some_and(|r| r.starts_with(b"\r\n")) {
+    if !line.iter().all(|&b| is_text(b))
+        || !d.get(line.len()..).is_some_and(|r| r.starts_with(b"\r\n"))
+    {
         return Hit::Miss;
     }
     let mut words = line.split(|&b| b == b' ');

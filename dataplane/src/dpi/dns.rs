@@ -57,7 +57,11 @@ fn shape(d: &[u8]) -> Shape {
     } else {
         qd <= 4 && an == 0 && ns <= 8 && ar <= 8
     };
-    if sane_counts && question(d) { Shape::Full } else { Shape::Header }
+    if sane_counts && question(d) {
+        Shape::Full
+    } else {
+        Shape::Header
+    }
 }
 
 /// Walks the first question's name (uncompressed labels, at most 255 bytes) and checks its
@@ -147,7 +151,11 @@ pub(super) fn detect_netbios(p: &Pkt<'_>) -> Hit {
         }
         // A damaged name-service packet on the NetBIOS port: DNS-shaped, weak. (Elsewhere
         // DNS claims DNS-shaped packets.)
-        return if p.on_port_of(App::Netbios) { Hit::Weak(App::Netbios) } else { Hit::Miss };
+        return if p.on_port_of(App::Netbios) {
+            Hit::Weak(App::Netbios)
+        } else {
+            Hit::Miss
+        };
     }
     Hit::Miss
 }

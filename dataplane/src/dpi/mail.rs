@@ -40,7 +40,18 @@ pub(super) fn detect_ftp(p: &Pkt<'_>) -> Hit {
         }
         return Hit::Miss;
     }
-    if command(d, &[b"AUTH TLS\r\n", b"AUTH SSL\r\n", b"FEAT\r\n", b"SYST\r\n", b"PASV\r\n", b"EPSV\r\n", b"OPTS UTF8"]) {
+    if command(
+        d,
+        &[
+            b"AUTH TLS\r\n",
+            b"AUTH SSL\r\n",
+            b"FEAT\r\n",
+            b"SYST\r\n",
+            b"PASV\r\n",
+            b"EPSV\r\n",
+            b"OPTS UTF8",
+        ],
+    ) {
         return Hit::Strong(App::Ftp);
     }
     if command(d, &[b"USER ", b"PASS "]) && first_line(d).is_some() {
@@ -84,11 +95,28 @@ pub(super) fn detect_imap(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let tag = &d[..sp];
-    if tag.is_empty() || !tag.iter().all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b)) {
+    if tag.is_empty()
+        || !tag
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b))
+    {
         return Hit::Miss;
     }
     let rest = &d[sp + 1..];
-    if command(rest, &[b"CAPABILITY\r\n", b"LOGIN ", b"AUTHENTICATE ", b"STARTTLS\r\n", b"ID ", b"SELECT ", b"EXAMINE ", b"LIST ", b"LSUB "]) {
+    if command(
+        rest,
+        &[
+            b"CAPABILITY\r\n",
+            b"LOGIN ",
+            b"AUTHENTICATE ",
+            b"STARTTLS\r\n",
+            b"ID ",
+            b"SELECT ",
+            b"EXAMINE ",
+            b"LIST ",
+            b"LSUB ",
+        ],
+    ) {
         Hit::Strong(App::Imap)
     } else {
         Hit::Miss

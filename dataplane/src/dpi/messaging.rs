@@ -101,7 +101,11 @@ pub(super) fn detect_mqtt(p: &Pkt<'_>) -> Hit {
         // PUBLISH: topic length then a UTF-8 topic.
         0x30..=0x3f => be16(body, 0).is_some_and(|n| {
             let n = usize::from(n);
-            n > 0 && n + 2 <= rem && body.get(2..2 + n).is_some_and(|t| t.iter().all(|&b| is_text(b)))
+            n > 0
+                && n + 2 <= rem
+                && body
+                    .get(2..2 + n)
+                    .is_some_and(|t| t.iter().all(|&b| is_text(b)))
         }),
         // PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK (3.1.1): a packet id.
         0x40 | 0x50 | 0x62 | 0x70 | 0xb0 => rem == 2,
@@ -109,7 +113,11 @@ pub(super) fn detect_mqtt(p: &Pkt<'_>) -> Hit {
         0x82 => rem >= 5 && be16(body, 2).is_some_and(|n| usize::from(n) + 4 < rem + 1),
         _ => false,
     };
-    if weak { Hit::Weak(App::Mqtt) } else { Hit::Miss }
+    if weak {
+        Hit::Weak(App::Mqtt)
+    } else {
+        Hit::Miss
+    }
 }
 
 /// NATS: the server's `INFO {json}` greeting, the client's `CONNECT {json}`.

@@ -466,6 +466,6 @@ impl State {
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;

@@ -8,7 +8,13 @@ use super::{App, Dir, Flow, Hit, Pkt, Progress, State, Transport};
 pub(crate) const CLIENT_PORT: u16 = 40000;
 pub(crate) const NEUTRAL_PORT: u16 = 40001;
 
-pub(crate) fn pkt(transport: Transport, dir: Dir, nth: u8, server_port: u16, data: &[u8]) -> Pkt<'_> {
+pub(crate) fn pkt(
+    transport: Transport,
+    dir: Dir,
+    nth: u8,
+    server_port: u16,
+    data: &[u8],
+) -> Pkt<'_> {
     Pkt {
         data,
         dir,
@@ -42,7 +48,11 @@ pub(crate) fn udp_s2c(data: &[u8]) -> Pkt<'_> {
 
 /// Feeds `packets` in order through a fresh [`State`]; returns the app and the last
 /// progress.
-pub(crate) fn classify(transport: Transport, server_port: u16, packets: &[(Dir, &[u8])]) -> (App, Progress) {
+pub(crate) fn classify(
+    transport: Transport,
+    server_port: u16,
+    packets: &[(Dir, &[u8])],
+) -> (App, Progress) {
     let flow = Flow {
         transport,
         client_port: CLIENT_PORT,

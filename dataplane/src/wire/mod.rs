@@ -588,7 +588,7 @@ fn ipv4(b: &[u8]) -> Result<Ip<'_>, Malformed> {
     let l4 = if offset != 0 {
         L4::Fragment(payload)
     } else {
-        transport(proto, payload, false)?
+        transport(proto, payload, false, more)?
     };
     Ok(Ip {
         src,
@@ -679,7 +679,7 @@ fn ipv6(b: &[u8]) -> Result<Ip<'_>, Malformed> {
     let l4 = match frag {
         Some(f) if f.offset != 0 => L4::Fragment(rest),
         _ if proto == proto::IPV6_NONXT => L4::Other(rest),
-        _ => transport(proto, rest, true)?,
+        _ => transport(proto, rest, true, frag.is_some_and(|f| f.more))?,
     };
     Ok(Ip {
         src: IpAddr::V6(Ipv6Addr::from(sa)),
@@ -694,7 +694,9 @@ fn ipv6(b: &[u8]) -> Result<Ip<'_>, Malformed> {
     })
 }
 
-fn transport(proto: u8, b: &[u8], v6: bool) -> Result<L4<'_>, Malformed> {
+/// `first_fragment`: the datagram continues in later fragments, so length fields that cover
+/// the whole datagram (UDP's) may exceed the bytes present.
+fn transport(proto: u8, b: &[u8], v6: bool, first_fragment: bool) -> Result<L4<'_>, Malformed> {
     match proto {
         proto::TCP => tcp(b).map(L4::Tcp),
         proto::UDP => {
@@ -705,13 +707,13 @@ fn transport(proto: u8, b: &[u8], v6: bool) -> Result<L4<'_>, Malformed> {
             };
             let len = usize::from(len);
             // A zero length is legal for IPv6 jumbograms only; we do not carry those.
-            if len < 8 || len > b.len() {
+            if len < 8 || (len > b.len() && !first_fragment) {
                 return Err(Malformed::UdpBadLength);
             }
             Ok(L4::Udp {
                 src_port: sp,
                 dst_port: dp,
-                payload: b.get(8..len).unwrap_or(&[]),
+                payload: b.get(8..len.min(b.len())).unwrap_or(&[]),
             })
         }
         proto::ICMP | proto::ICMPV6 if (proto == proto::ICMPV6) == v6 => {
