@@ -214,15 +214,16 @@ fn replay(path: &Path) -> HashMap<Key, (App, u32)> {
                         let n = (epb.caplen as usize).min(epb.data.len());
                         Some((lt, &epb.data[..n]))
                     }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        Some((linktypes.first().copied().unwrap_or(Linktype::ETHERNET), spb.data))
-                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => Some((
+                        linktypes.first().copied().unwrap_or(Linktype::ETHERNET),
+                        spb.data,
+                    )),
                     PcapBlockOwned::NG(_) => None,
                 };
-                if let Some((lt, data)) = pkt {
-                    if let Some(l4) = l4_from_link(lt, data) {
-                        feed(&mut flows, &l4);
-                    }
+                if let Some((lt, data)) = pkt
+                    && let Some(l4) = l4_from_link(lt, data)
+                {
+                    feed(&mut flows, &l4);
                 }
                 reader.consume(offset);
             }
@@ -353,10 +354,10 @@ fn dpi_corpus_probe() {
     let mut wrong: Vec<String> = Vec::new();
     for f in &files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(o) = &only {
-            if !name.contains(o.as_str()) {
-                continue;
-            }
+        if let Some(o) = &only
+            && !name.contains(o.as_str())
+        {
+            continue;
         }
         let ours = replay(f);
         let exp = parse_out(&dir.join("expected").join(format!("{name}.out")));
@@ -375,7 +376,11 @@ fn dpi_corpus_probe() {
                             wrong.push(format!(
                                 "{name}: want {} got unknown{} (fed {fed}) :: {}",
                                 w.name(),
-                                if got.is_none() { " (flow not seen)" } else { "" },
+                                if got.is_none() {
+                                    " (flow not seen)"
+                                } else {
+                                    ""
+                                },
                                 e.line
                             ));
                         }
@@ -392,27 +397,31 @@ fn dpi_corpus_probe() {
                 }
                 _ => {
                     // Not a flow we can be judged on; note what we claimed.
-                    if let Some(g) = got {
-                        if g != App::Unknown && Some(g) != want {
-                            *false_pos
-                                .entry(format!("{} -> {}", e.ndpi, g.name()))
-                                .or_default() += 1;
-                            if verbose {
-                                wrong.push(format!(
-                                    "{name}: FP nDPI {} ({}), we {} :: {}",
-                                    e.ndpi,
-                                    if e.dpi { "dpi" } else { "guess" },
-                                    g.name(),
-                                    e.line
-                                ));
-                            }
+                    if let Some(g) = got
+                        && g != App::Unknown
+                        && Some(g) != want
+                    {
+                        *false_pos
+                            .entry(format!("{} -> {}", e.ndpi, g.name()))
+                            .or_default() += 1;
+                        if verbose {
+                            wrong.push(format!(
+                                "{name}: FP nDPI {} ({}), we {} :: {}",
+                                e.ndpi,
+                                if e.dpi { "dpi" } else { "guess" },
+                                g.name(),
+                                e.line
+                            ));
                         }
                     }
                 }
             }
         }
     }
-    println!("\n{:<14} {:>6} {:>7} {:>10} {:>13}", "app", "flows", "agreed", "disagreed", "unidentified");
+    println!(
+        "\n{:<14} {:>6} {:>7} {:>10} {:>13}",
+        "app", "flows", "agreed", "disagreed", "unidentified"
+    );
     let mut tot = Row::default();
     for (app, r) in &table {
         println!(

@@ -119,9 +119,7 @@ pub(super) fn detect_ldap(p: &Pkt<'_>) -> Hit {
             _ => Hit::Miss,
         },
         // searchRequest, modify, add, modDN, compare: an LDAPDN OCTET STRING first.
-        0x63 | 0x66 | 0x68 | 0x6c | 0x6e if u8_at(d, inner) == Some(0x04) => {
-            Hit::Strong(App::Ldap)
-        }
+        0x63 | 0x66 | 0x68 | 0x6c | 0x6e if u8_at(d, inner) == Some(0x04) => Hit::Strong(App::Ldap),
         // Responses (bind, search done, modify, add, del, modDN, compare, extended):
         // an ENUMERATED resultCode first.
         0x61 | 0x65 | 0x67 | 0x69 | 0x6b | 0x6d | 0x6f | 0x78 if u8_at(d, inner) == Some(0x0a) => {

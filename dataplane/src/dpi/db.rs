@@ -33,11 +33,11 @@ pub(super) fn detect_mysql(p: &Pkt<'_>) -> Hit {
         }
         return Hit::Miss;
     }
-    if seq == 0 && u8_at(d, 4) == Some(0xff) && len >= 3 && !p.from_client() && p.first() {
+    if seq == 0 && u8_at(d, 4) == Some(0xff) && len >= 3 && !p.c2s() && p.first() {
         // Connection refused before the greeting: ERR packet, "Host ... is not allowed".
         return Hit::Weak(App::Mysql);
     }
-    if seq == 1 && p.from_client() && len >= 32 {
+    if seq == 1 && p.c2s() && len >= 32 {
         // HandshakeResponse41: capabilities with CLIENT_PROTOCOL_41, then 23 filler bytes,
         // zero but for MariaDB's extended capabilities in the last 4.
         let caps = le32(d, 4).unwrap_or(0);
@@ -53,7 +53,7 @@ pub(super) fn detect_mysql(p: &Pkt<'_>) -> Hit {
 /// authentication request from the server.
 pub(super) fn detect_postgresql(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if p.from_client() {
+    if p.c2s() {
         let (Some(len), Some(code)) = (be32(d, 0), be32(d, 4)) else {
             return Hit::Miss;
         };
@@ -65,7 +65,14 @@ pub(super) fn detect_postgresql(p: &Pkt<'_>) -> Hit {
             // StartupMessage 3.0 (0x00030000) with its first parameter name.
             0x0003_0000 if (9..=10_000).contains(&len) && exact => {
                 let params = d.get(8..).unwrap_or_default();
-                let known = [&b"user\0"[..], b"database\0", b"application_name\0", b"client_encoding\0", b"options\0", b"replication\0"];
+                let known = [
+                    &b"user\0"[..],
+                    b"database\0",
+                    b"application_name\0",
+                    b"client_encoding\0",
+                    b"options\0",
+                    b"replication\0",
+                ];
                 if known.iter().any(|k| params.starts_with(k)) || d.ends_with(&[0, 0]) {
                     Hit::Strong(App::Postgresql)
                 } else {
@@ -123,8 +130,13 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
                 }
                 _ => false,
             };
-            let text = if ty == 0x01 { body } else { body.get(2..).unwrap_or_default() };
-            let named = ty == 0x01 || le16(body, 0).is_some_and(|n| n > 0 && usize::from(n) * 2 <= text.len());
+            let text = if ty == 0x01 {
+                body
+            } else {
+                body.get(2..).unwrap_or_default()
+            };
+            let named = ty == 0x01
+                || le16(body, 0).is_some_and(|n| n > 0 && usize::from(n) * 2 <= text.len());
             if headers || (named && utf16_ascii(text)) {
                 Hit::Strong(App::Mssql)
             } else {
@@ -139,7 +151,7 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
             }
         }
         // Tabular result: the first token is one a server sends first.
-        0x04 if exact && !p.from_client() => match u8_at(body, 0) {
+        0x04 if exact && !p.c2s() => match u8_at(body, 0) {
             Some(0xfd | 0xfe | 0xff | 0x81 | 0xaa | 0xab | 0xad | 0xe3 | 0x79) => {
                 Hit::Strong(App::Mssql)
             }
@@ -153,7 +165,10 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
 
 /// Whether `d` starts with at least four UTF-16LE printable ASCII characters.
 fn utf16_ascii(d: &[u8]) -> bool {
-    d.len() >= 8 && d.chunks_exact(2).take(8).all(|c| c[1] == 0 && is_text(c[0]))
+    d.len() >= 8
+        && d.chunks_exact(2)
+            .take(8)
+            .all(|c| c[1] == 0 && is_text(c[0]))
 }
 
 /// PRELOGIN option list: 5-byte tokens (type, offset, length), terminated by 0xff, the first
@@ -187,7 +202,7 @@ pub(super) fn detect_oracle(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     }
     match ty {
-        1 if p.from_client() => {
+        1 if p.c2s() => {
             let (Some(ver), Some(compat)) = (be16(d, 8), be16(d, 10)) else {
                 return Hit::Miss;
             };
@@ -197,12 +212,12 @@ pub(super) fn detect_oracle(p: &Pkt<'_>) -> Hit {
                 Hit::Miss
             }
         }
-        2 | 4 | 5 if !p.from_client() && p.first() => match be16(d, 8) {
+        2 | 4 | 5 if !p.c2s() && p.first() => match be16(d, 8) {
             Some(300..=400) => Hit::Strong(App::Oracle),
             _ if ty != 2 => Hit::Weak(App::Oracle),
             _ => Hit::Miss,
         },
-        11 if !p.from_client() && p.first() && len == 8 => Hit::Weak(App::Oracle),
+        11 if !p.c2s() && p.first() && len == 8 => Hit::Weak(App::Oracle),
         _ => Hit::Miss,
     }
 }
@@ -215,7 +230,7 @@ pub(super) fn detect_mongodb(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let len = len as usize;
-    if len < 21 || len > 48_000_000 || len < d.len() {
+    if !(21..=48_000_000).contains(&len) || len < d.len() {
         return Hit::Miss;
     }
     let exact = len == d.len();
@@ -239,7 +254,7 @@ pub(super) fn detect_mongodb(p: &Pkt<'_>) -> Hit {
             strong_or_weak(ok)
         }
         // OP_REPLY: answers a request; cursor, starting-from, number returned, documents.
-        1 if response_to != 0 && !p.from_client() => strong_or_weak(len >= 36),
+        1 if response_to != 0 && !p.c2s() => strong_or_weak(len >= 36),
         // OP_COMPRESSED: original opcode, size, compressor (noop, snappy, zlib, zstd).
         2012 => strong_or_weak(
             matches!(le32(d, 16), Some(2013 | 2004 | 1)) && matches!(u8_at(d, 24), Some(0..=3)),
@@ -261,7 +276,7 @@ pub(super) fn detect_cassandra(p: &Pkt<'_>) -> Hit {
     };
     let response = ver & 0x80 != 0;
     let v = ver & 0x7f;
-    if !(1..=5).contains(&v) || flags & !0x1f != 0 || response == p.from_client() {
+    if !(1..=5).contains(&v) || flags & !0x1f != 0 || response == p.c2s() {
         return Hit::Miss;
     }
     let (op_at, hdr) = if v <= 2 { (3, 8) } else { (4, 9) };
@@ -274,9 +289,8 @@ pub(super) fn detect_cassandra(p: &Pkt<'_>) -> Hit {
     match (response, op) {
         // STARTUP, OPTIONS; READY, AUTHENTICATE, SUPPORTED.
         (false, 0x01 | 0x05) | (true, 0x02 | 0x03 | 0x06) => Hit::Strong(App::Cassandra),
-        (false, 0x07 | 0x09 | 0x0a | 0x0b | 0x0d | 0x0f) | (true, 0x00 | 0x08 | 0x0c | 0x0e | 0x10) => {
-            Hit::Weak(App::Cassandra)
-        }
+        (false, 0x07 | 0x09 | 0x0a | 0x0b | 0x0d | 0x0f)
+        | (true, 0x00 | 0x08 | 0x0c | 0x0e | 0x10) => Hit::Weak(App::Cassandra),
         _ => Hit::Miss,
     }
 }
@@ -308,12 +322,14 @@ pub(super) fn detect_redis(p: &Pkt<'_>) -> Hit {
         }
         return Hit::Miss;
     }
-    if !p.from_client()
-        && (d.starts_with(b"-NOAUTH ") || d.starts_with(b"-DENIED Redis") || d.starts_with(b"-ERR unknown command"))
+    if !p.c2s()
+        && (d.starts_with(b"-NOAUTH ")
+            || d.starts_with(b"-DENIED Redis")
+            || d.starts_with(b"-ERR unknown command"))
     {
         return Hit::Strong(App::Redis);
     }
-    if d == b"+PONG\r\n" || (p.from_client() && d.eq_ignore_ascii_case(b"PING\r\n")) {
+    if d == b"+PONG\r\n" || (p.c2s() && d.eq_ignore_ascii_case(b"PING\r\n")) {
         return Hit::Weak(App::Redis);
     }
     Hit::Miss
@@ -332,22 +348,32 @@ pub(super) fn detect_memcached(p: &Pkt<'_>) -> Hit {
         }
     }
     if let Some(m @ (0x80 | 0x81)) = u8_at(d, 0) {
-        let (Some(op), Some(klen), Some(elen), Some(dtype), Some(body)) =
-            (u8_at(d, 1), be16(d, 2), u8_at(d, 4), u8_at(d, 5), be32(d, 8))
-        else {
+        let (Some(op), Some(klen), Some(elen), Some(dtype), Some(body)) = (
+            u8_at(d, 1),
+            be16(d, 2),
+            u8_at(d, 4),
+            u8_at(d, 5),
+            be32(d, 8),
+        ) else {
             return Hit::Miss;
         };
         let ok = op <= 0x48
             && dtype == 0
             && u32::from(klen) + u32::from(elen) <= body
             && body as usize + 24 == d.len()
-            && (m == 0x80) == p.from_client();
-        return if ok { Hit::Strong(App::Memcached) } else { Hit::Miss };
+            && (m == 0x80) == p.c2s();
+        return if ok {
+            Hit::Strong(App::Memcached)
+        } else {
+            Hit::Miss
+        };
     }
     let Some(line) = first_line(d) else {
         return Hit::Miss;
     };
-    if !line.iter().all(|&b| is_text(b)) || !d.get(line.len()..).is_some_and(|r| r.starts_with(b"\r\n")) {
+    if !line.iter().all(|&b| is_text(b))
+        || !d.get(line.len()..).is_some_and(|r| r.starts_with(b"\r\n"))
+    {
         return Hit::Miss;
     }
     let mut words = line.split(|&b| b == b' ');

@@ -30,7 +30,8 @@ pub(crate) const MYSQL_GREETING: &[u8] = b"j\x00\x00\x00\x0a5.5.5-10.6.12-MariaD
 /// pgsql2.pcapng, packet 1: SSLRequest.
 pub(crate) const PG_SSL_REQUEST: &[u8] = b"\x00\x00\x00\x08\x04\xd2\x16/";
 /// A StartupMessage 3.0 for user "app", database "shop" (protocol docs, 55.7).
-pub(crate) const PG_STARTUP: &[u8] = b"\x00\x00\x00\x20\x00\x03\x00\x00user\x00app\x00database\x00shop\x00\x00";
+pub(crate) const PG_STARTUP: &[u8] =
+    b"\x00\x00\x00\x20\x00\x03\x00\x00user\x00app\x00database\x00shop\x00\x00";
 /// oracle12.pcapng, packet 1: TNS CONNECT, version 315.
 pub(crate) const TNS_CONNECT: &[u8] = b"\x00\xd4\x00\x00\x01\x00\x00\x00\x01;\x01,\x0cA \x00\xff\xff\x7f\x08\x00\x00\x01\x00\x00\x8e\x00F\x00\x00\x08\x00AA\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00 \x00\x00 \x00\x00\x00\x00\x00\x00(DESCRIPTION=(CONNECT_DATA=(SID=igor)(CID=(PROGRAM=sqlplus@kali)(HOST=kali)(USER=root)))(ADDRESS=(PROTOCOL=TCP)(HOST=10.0.72.139)(PORT=1521)))";
 /// oracle12.pcapng, packet 2: the server's RESEND.
@@ -51,7 +52,8 @@ pub(crate) const REDIS_PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 pub(crate) const MEMCACHED_STATS: &[u8] = b"stats\r\n";
 pub(crate) const MEMCACHED_STAT: &[u8] = b"STAT pid 8837\r\nSTAT uptime 193\r\n";
 /// kafka.pcapng, packet 1: ApiVersions v0 from rdkafka.
-pub(crate) const KAFKA_API_VERSIONS: &[u8] = b"\x00\x00\x00\x15\x00\x12\x00\x00\x00\x00\x00\x81\x00\x07rdkafka\x00\x00\x00\x00";
+pub(crate) const KAFKA_API_VERSIONS: &[u8] =
+    b"\x00\x00\x00\x15\x00\x12\x00\x00\x00\x00\x00\x81\x00\x07rdkafka\x00\x00\x00\x00";
 /// A ZooKeeper ConnectRequest (jute): protocol 0, zxid 0, timeout 30000, session 0,
 /// 16-byte zero password, read-only false.
 pub(crate) const ZK_CONNECT: &[u8] = b"\x00\x00\x00\x2d\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x75\x30\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
@@ -69,7 +71,8 @@ pub(crate) const ES_HANDSHAKE: &[u8] = b"ES\x00\x00\x004\x00\x00\x00\x00\x00\x00
 pub(crate) const FTP_GREETING: &[u8] = b"220 (vsFTPd 3.0.3)\r\n";
 pub(crate) const FTP_USER: &[u8] = b"USER anonymous\r\n";
 /// smtp.pcap: Sendmail greeting and the client's EHLO.
-pub(crate) const SMTP_GREETING: &[u8] = b"220 pigeon.eyrie.af.mil ESMTP Sendmail 8.8.7/8.8.7; Sat, 7 Aug 1999 12:20:08 -0400\r\n";
+pub(crate) const SMTP_GREETING: &[u8] =
+    b"220 pigeon.eyrie.af.mil ESMTP Sendmail 8.8.7/8.8.7; Sat, 7 Aug 1999 12:20:08 -0400\r\n";
 pub(crate) const SMTP_EHLO: &[u8] = b"EHLO delta.peach.mil\r\n";
 /// imap.pcap: greeting and the client's CAPABILITY.
 pub(crate) const IMAP_GREETING: &[u8] = b"* OK IMAP4Rev1 Server Version 4.9.04.012\r\n";
@@ -82,7 +85,8 @@ pub(crate) const LDAP_BIND: &[u8] = b"0\x0c\x02\x01\x01`\x07\x02\x01\x03\x04\x00
 pub(crate) const LDAP_BIND_RESPONSE: &[u8] = b"0\x0c\x02\x01\x01a\x07\x0a\x01\x00\x04\x00\x04\x00";
 /// fuzz-2006-06-26-2594.pcap: a SIP REGISTER (headers damaged by the fuzzer).
 pub(crate) const SIP_REGISTER: &[u8] = b"REGISTER sip:sip.cybercity.dk SIP/2.0\x0d\x0aVi\x1d: SIP/2.0/UDP 192.168.1.l;branch=z9hG4bKnp151248737-46Za715e192.168.1.2;rport\x0d\x0aFrom: <sip:voi18063@sip.cybercity.dk>;tag=903df0a\x0d\x0a";
-pub(crate) const SIP_401: &[u8] = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 192.168.1.2:5060\r\n\r\n";
+pub(crate) const SIP_401: &[u8] =
+    b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 192.168.1.2:5060\r\n\r\n";
 /// rtsp.pcap: GET_PARAMETER from VLC.
 pub(crate) const RTSP_GET_PARAMETER: &[u8] = b"GET_PARAMETER rtsp://10.2.2.2:8554/ RTSP/1.0\x0d\x0aCSeq: 7\x0d\x0aUser-Agent: LibVLC/3.0.16 (LIVE555 Streaming Media v2016.11.28)\x0d\x0aSession: 660fc4c0c6ad43a1\x0d\x0a\x0d\x0a";
 /// syslog.pcap, packet 1 (BSD-style, no timestamp).
@@ -91,32 +95,84 @@ pub(crate) const SYSLOG_MSG: &[u8] = b"<134>854 08/20/2013-19:05:23 CONFIG QLA23
 pub(crate) const SNMP_GETNEXT: &[u8] = b"0)\x02\x01\x00\x04\x06public\xa1\x1c\x02\x04Kx\x1an\x02\x01\x00\x02\x01\x000\x0e0\x0c\x06\x08+\x06\x01\x02\x01\x01\x05\x00\x05\x00";
 /// tftp.pcap, packet 1: RRQ (empty file name as sent) in octet mode; and a WRQ with options.
 pub(crate) const TFTP_RRQ: &[u8] = b"\x00\x01boot.img\x00octet\x00";
-pub(crate) const TFTP_WRQ_OPTIONS: &[u8] = b"\x00\x02empty100KB\x00octet\x00blksize\x001468\x00tsize\x00100000\x00";
+pub(crate) const TFTP_WRQ_OPTIONS: &[u8] =
+    b"\x00\x02empty100KB\x00octet\x00blksize\x001468\x00tsize\x00100000\x00";
 pub(crate) const TFTP_OACK: &[u8] = b"\x00\x06blksize\x001468\x00tsize\x00100000\x00";
 /// NTPv3.pcap: a mode 4 (server) reply, 48 bytes.
 pub(crate) const NTP_V3_SERVER: &[u8] = b"\x1c\x00\x04\xfa\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xd9OO\x11\x00\x00\x00\x00\xd9OO\x11\x00\x00\x00\x00";
 /// rdp.pcap: X.224 Connection Request and Confirm in TPKT.
-pub(crate) const RDP_CR: &[u8] = b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x0b\x00\x00\x00";
-pub(crate) const RDP_CC: &[u8] = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x124\x00\x02\x1f\x08\x00\x08\x00\x00\x00";
+pub(crate) const RDP_CR: &[u8] =
+    b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x0b\x00\x00\x00";
+pub(crate) const RDP_CC: &[u8] =
+    b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x124\x00\x02\x1f\x08\x00\x08\x00\x00\x00";
 /// telnet.pcap: the client's option negotiation.
 pub(crate) const TELNET_NEGOTIATION: &[u8] = b"\xff\xfd\x03\xff\xfb\x18\xff\xfb\x1f\xff\xfb \xff\xfb!\xff\xfb\x22\xff\xfb'\xff\xfd\x05\xff\xfb#";
 /// git.pcap: git-upload-pack request.
-pub(crate) const GIT_UPLOAD_PACK: &[u8] = b"0045git-upload-pack /collab-maint/wotsap.git\x00host=anonscm.debian.org\x00";
+pub(crate) const GIT_UPLOAD_PACK: &[u8] =
+    b"0045git-upload-pack /collab-maint/wotsap.git\x00host=anonscm.debian.org\x00";
 /// A RADIUS Access-Request (RFC 2865 section 7.1 example: User-Name "nemo", password,
 /// NAS-IP-Address, NAS-Port).
 pub(crate) const RADIUS_ACCESS_REQUEST: &[u8] = b"\x01\x00\x00\x38\x0f\x40\x3f\x94\x73\x97\x80\x57\xbd\x83\xd5\xcb\x98\xf4\x22\x7a\x01\x06\x6e\x65\x6d\x6f\x02\x12\x0d\xbe\x70\x8d\x93\xd4\x13\xce\x31\x96\xe4\x3f\x78\x2a\x0a\xee\x04\x06\xc0\xa8\x01\x10\x05\x06\x00\x00\x00\x03";
 /// A CoAP GET /temperature (RFC 7252 appendix A, figure 16 style): CON, token 0x71,
 /// Uri-Path "temperature".
-pub(crate) const COAP_GET: &[u8] = b"\x41\x01\x7d\x34\x71\xbb\x74\x65\x6d\x70\x65\x72\x61\x74\x75\x72\x65";
+pub(crate) const COAP_GET: &[u8] =
+    b"\x41\x01\x7d\x34\x71\xbb\x74\x65\x6d\x70\x65\x72\x61\x74\x75\x72\x65";
 /// Every fixture, for the no-panic loops.
 pub(crate) const ALL: &[&[u8]] = &[
-    HTTP_GET, HTTP_200, H2_PREFACE, H2_HEADERS_JSON, TLS_CLIENT_HELLO, TLS_ALERT, DNS_QUERY,
-    DNS_RESPONSE, DNS_NBNS_NAME, NBNS_QUERY, SSH_BANNER, MYSQL_GREETING, PG_SSL_REQUEST,
-    PG_STARTUP, TNS_CONNECT, TNS_RESEND, TDS_PRELOGIN, TDS_RESULT, CQL_OPTIONS, CQL_SUPPORTED,
-    MONGO_OP_MSG, REDIS_PING, MEMCACHED_STATS, MEMCACHED_STAT, KAFKA_API_VERSIONS, ZK_CONNECT,
-    AMQP_HEADER, AMQP_DELIVER, MQTT_CONNECT, NATS_CONNECT, ES_HANDSHAKE, FTP_GREETING, FTP_USER,
-    SMTP_GREETING, SMTP_EHLO, IMAP_GREETING, IMAP_CAPABILITY, POP3_GREETING, POP3_USER,
-    LDAP_BIND, LDAP_BIND_RESPONSE, SIP_REGISTER, SIP_401, RTSP_GET_PARAMETER, SYSLOG_MSG,
-    SNMP_GETNEXT, TFTP_RRQ, TFTP_WRQ_OPTIONS, TFTP_OACK, NTP_V3_SERVER, RDP_CR, RDP_CC,
-    TELNET_NEGOTIATION, GIT_UPLOAD_PACK, RADIUS_ACCESS_REQUEST, COAP_GET,
+    HTTP_GET,
+    HTTP_200,
+    H2_PREFACE,
+    H2_HEADERS_JSON,
+    TLS_CLIENT_HELLO,
+    TLS_ALERT,
+    DNS_QUERY,
+    DNS_RESPONSE,
+    DNS_NBNS_NAME,
+    NBNS_QUERY,
+    SSH_BANNER,
+    MYSQL_GREETING,
+    PG_SSL_REQUEST,
+    PG_STARTUP,
+    TNS_CONNECT,
+    TNS_RESEND,
+    TDS_PRELOGIN,
+    TDS_RESULT,
+    CQL_OPTIONS,
+    CQL_SUPPORTED,
+    MONGO_OP_MSG,
+    REDIS_PING,
+    MEMCACHED_STATS,
+    MEMCACHED_STAT,
+    KAFKA_API_VERSIONS,
+    ZK_CONNECT,
+    AMQP_HEADER,
+    AMQP_DELIVER,
+    MQTT_CONNECT,
+    NATS_CONNECT,
+    ES_HANDSHAKE,
+    FTP_GREETING,
+    FTP_USER,
+    SMTP_GREETING,
+    SMTP_EHLO,
+    IMAP_GREETING,
+    IMAP_CAPABILITY,
+    POP3_GREETING,
+    POP3_USER,
+    LDAP_BIND,
+    LDAP_BIND_RESPONSE,
+    SIP_REGISTER,
+    SIP_401,
+    RTSP_GET_PARAMETER,
+    SYSLOG_MSG,
+    SNMP_GETNEXT,
+    TFTP_RRQ,
+    TFTP_WRQ_OPTIONS,
+    TFTP_OACK,
+    NTP_V3_SERVER,
+    RDP_CR,
+    RDP_CC,
+    TELNET_NEGOTIATION,
+    GIT_UPLOAD_PACK,
+    RADIUS_ACCESS_REQUEST,
+    COAP_GET,
 ];

@@ -13,13 +13,29 @@ use super::{App, Hit, Pkt};
 
 /// Request methods of RFC 9110 and WebDAV (RFC 4918) that start an HTTP/1.x request.
 const HTTP_METHODS: &[&[u8]] = &[
-    b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-    b"SEARCH", b"MKCALENDAR",
+    b"GET",
+    b"POST",
+    b"HEAD",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"PATCH",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+    b"MKCALENDAR",
 ];
 
 fn known_method(m: &str) -> bool {
-    HTTP_METHODS.iter().any(|k| *k == m.as_bytes())
+    HTTP_METHODS.contains(&m.as_bytes())
 }
 
 pub(super) fn detect_http(p: &Pkt<'_>) -> Hit {
@@ -61,8 +77,17 @@ pub(super) fn detect_http(p: &Pkt<'_>) -> Hit {
 }
 
 const RTSP_METHODS: &[&[u8]] = &[
-    b"OPTIONS", b"DESCRIBE", b"SETUP", b"PLAY", b"PAUSE", b"TEARDOWN", b"GET_PARAMETER",
-    b"SET_PARAMETER", b"ANNOUNCE", b"RECORD", b"REDIRECT",
+    b"OPTIONS",
+    b"DESCRIBE",
+    b"SETUP",
+    b"PLAY",
+    b"PAUSE",
+    b"TEARDOWN",
+    b"GET_PARAMETER",
+    b"SET_PARAMETER",
+    b"ANNOUNCE",
+    b"RECORD",
+    b"REDIRECT",
 ];
 
 /// `METHOD SP target ...` where the target has one of the protocol's URI schemes, or
@@ -100,15 +125,32 @@ pub(super) fn detect_rtsp(p: &Pkt<'_>) -> Hit {
     if status_line(d, b"RTSP/1.0") || status_line(d, b"RTSP/2.0") {
         return Hit::Strong(App::Rtsp);
     }
-    if request_line(d, RTSP_METHODS, b"RTSP/", &[b"rtsp://", b"rtsps://", b"rtspu://"]) {
+    if request_line(
+        d,
+        RTSP_METHODS,
+        b"RTSP/",
+        &[b"rtsp://", b"rtsps://", b"rtspu://"],
+    ) {
         return Hit::Strong(App::Rtsp);
     }
     Hit::Miss
 }
 
 const SIP_METHODS: &[&[u8]] = &[
-    b"INVITE", b"ACK", b"BYE", b"CANCEL", b"REGISTER", b"OPTIONS", b"PRACK", b"SUBSCRIBE",
-    b"NOTIFY", b"PUBLISH", b"INFO", b"REFER", b"MESSAGE", b"UPDATE",
+    b"INVITE",
+    b"ACK",
+    b"BYE",
+    b"CANCEL",
+    b"REGISTER",
+    b"OPTIONS",
+    b"PRACK",
+    b"SUBSCRIBE",
+    b"NOTIFY",
+    b"PUBLISH",
+    b"INFO",
+    b"REFER",
+    b"MESSAGE",
+    b"UPDATE",
 ];
 
 pub(super) fn detect_sip(p: &Pkt<'_>) -> Hit {
@@ -152,7 +194,7 @@ pub(super) fn detect_h2(p: &Pkt<'_>) -> Hit {
         rest
     } else if p.seen(App::Http2) {
         d
-    } else if p.from_client() && p.first() && d.len() >= 16 && PREFACE.starts_with(d) {
+    } else if p.c2s() && p.first() && d.len() >= 16 && PREFACE.starts_with(d) {
         return Hit::Weak(App::Http2);
     } else {
         return Hit::Miss;
@@ -185,7 +227,9 @@ fn first_headers_grpc(mut d: &[u8]) -> Option<bool> {
                 block = block.get(5..)?;
             }
             if len == body.len() {
-                block = block.get(..block.len().saturating_sub(pad)).unwrap_or(block);
+                block = block
+                    .get(..block.len().saturating_sub(pad))
+                    .unwrap_or(block);
             }
             return Some(hpack_has_grpc_content_type(block));
         }

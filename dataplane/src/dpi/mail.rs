@@ -24,7 +24,7 @@ fn command(d: &[u8], cmds: &[&[u8]]) -> bool {
 
 pub(super) fn detect_ftp(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         if let Some(line) = reply(d, b"220") {
             return if contains_ci(line, b"FTP") {
                 Hit::Strong(App::Ftp)
@@ -40,7 +40,18 @@ pub(super) fn detect_ftp(p: &Pkt<'_>) -> Hit {
         }
         return Hit::Miss;
     }
-    if command(d, &[b"AUTH TLS\r\n", b"AUTH SSL\r\n", b"FEAT\r\n", b"SYST\r\n", b"PASV\r\n", b"EPSV\r\n", b"OPTS UTF8"]) {
+    if command(
+        d,
+        &[
+            b"AUTH TLS\r\n",
+            b"AUTH SSL\r\n",
+            b"FEAT\r\n",
+            b"SYST\r\n",
+            b"PASV\r\n",
+            b"EPSV\r\n",
+            b"OPTS UTF8",
+        ],
+    ) {
         return Hit::Strong(App::Ftp);
     }
     if command(d, &[b"USER ", b"PASS "]) && first_line(d).is_some() {
@@ -51,7 +62,7 @@ pub(super) fn detect_ftp(p: &Pkt<'_>) -> Hit {
 
 pub(super) fn detect_smtp(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         if let Some(line) = reply(d, b"220") {
             return if contains_ci(line, b"SMTP") {
                 Hit::Strong(App::Smtp)
@@ -71,7 +82,7 @@ pub(super) fn detect_smtp(p: &Pkt<'_>) -> Hit {
 
 pub(super) fn detect_imap(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         if (d.starts_with(b"* OK") || d.starts_with(b"* PREAUTH") || d.starts_with(b"* BYE"))
             && first_line(d).is_some()
         {
@@ -84,11 +95,28 @@ pub(super) fn detect_imap(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let tag = &d[..sp];
-    if tag.is_empty() || !tag.iter().all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b)) {
+    if tag.is_empty()
+        || !tag
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b))
+    {
         return Hit::Miss;
     }
     let rest = &d[sp + 1..];
-    if command(rest, &[b"CAPABILITY\r\n", b"LOGIN ", b"AUTHENTICATE ", b"STARTTLS\r\n", b"ID ", b"SELECT ", b"EXAMINE ", b"LIST ", b"LSUB "]) {
+    if command(
+        rest,
+        &[
+            b"CAPABILITY\r\n",
+            b"LOGIN ",
+            b"AUTHENTICATE ",
+            b"STARTTLS\r\n",
+            b"ID ",
+            b"SELECT ",
+            b"EXAMINE ",
+            b"LIST ",
+            b"LSUB ",
+        ],
+    ) {
         Hit::Strong(App::Imap)
     } else {
         Hit::Miss
@@ -97,7 +125,7 @@ pub(super) fn detect_imap(p: &Pkt<'_>) -> Hit {
 
 pub(super) fn detect_pop3(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         // "+OK text": a bare "+OK\r\n" is also a Redis or NATS reply.
         return match reply(d, b"+OK") {
             Some(line) if line.len() > 4 && p.first() => Hit::Strong(App::Pop3),

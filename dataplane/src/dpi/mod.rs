@@ -275,7 +275,7 @@ pub(crate) struct Pkt<'a> {
 
 impl Pkt<'_> {
     /// From the session opener.
-    pub(crate) fn from_client(&self) -> bool {
+    pub(crate) fn c2s(&self) -> bool {
         self.dir == Dir::ClientToServer
     }
 
@@ -466,6 +466,6 @@ impl State {
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;

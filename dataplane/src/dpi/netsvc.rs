@@ -15,7 +15,11 @@ pub(super) fn detect_dhcp(p: &Pkt<'_>) -> Hit {
     let ok = matches!(u8_at(d, 0), Some(1 | 2))
         && u8_at(d, 2).is_some_and(|hlen| hlen <= 16)
         && d.get(236..240) == Some(&[0x63, 0x82, 0x53, 0x63]);
-    if ok { Hit::Strong(App::Dhcp) } else { Hit::Miss }
+    if ok {
+        Hit::Strong(App::Dhcp)
+    } else {
+        Hit::Miss
+    }
 }
 
 /// NTP: version 1-4 and, by mode, a 48-byte header (plus a MAC or extension fields), a
@@ -35,7 +39,10 @@ pub(super) fn detect_ntp(p: &Pkt<'_>) -> Hit {
         1..=5 => {
             let stratum = u8_at(d, 1).unwrap_or(u8::MAX);
             // 48 bytes, + key id and MD5 (20) or SHA-1 (24) digest, or v4 extension fields.
-            let size_ok = len == 48 || len == 68 || len == 72 || (len > 48 && len % 4 == 0 && len <= 1024);
+            let size_ok = len == 48
+                || len == 68
+                || len == 72
+                || (len > 48 && len.is_multiple_of(4) && len <= 1024);
             if size_ok && stratum <= 16 {
                 Hit::Strong(App::Ntp)
             } else {
@@ -49,7 +56,10 @@ pub(super) fn detect_ntp(p: &Pkt<'_>) -> Hit {
                 return Hit::Miss;
             };
             let body = (12 + usize::from(count)).next_multiple_of(4);
-            let size_ok = len == 12 + usize::from(count) || len == body || len == body + 20 || len == body + 24;
+            let size_ok = len == 12 + usize::from(count)
+                || len == body
+                || len == body + 20
+                || len == body + 24;
             if (1..=31).contains(&(op & 0x1f)) && size_ok {
                 Hit::Strong(App::Ntp)
             } else {
@@ -76,12 +86,12 @@ pub(super) fn detect_ntp(p: &Pkt<'_>) -> Hit {
 /// preceded by an octet count (`123 <PRI>...`).
 pub(super) fn detect_syslog(p: &Pkt<'_>) -> Hit {
     let mut d = p.data;
-    if p.tcp() {
-        if let Some(sp) = d.iter().take(6).position(|&b| b == b' ') {
-            if sp > 0 && d[..sp].iter().all(u8::is_ascii_digit) {
-                d = &d[sp + 1..];
-            }
-        }
+    if p.tcp()
+        && let Some(sp) = d.iter().take(6).position(|&b| b == b' ')
+        && sp > 0
+        && d[..sp].iter().all(u8::is_ascii_digit)
+    {
+        d = &d[sp + 1..];
     }
     let Some(rest) = d.strip_prefix(b"<") else {
         return Hit::Miss;
@@ -90,9 +100,9 @@ pub(super) fn detect_syslog(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let pri = &rest[..gt];
-    let value = pri
-        .iter()
-        .try_fold(0u16, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0')));
+    let value = pri.iter().try_fold(0u16, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0'))
+    });
     let leading_zero = pri.len() > 1 && pri[0] == b'0';
     let text = &rest[gt + 1..];
     let head = &text[..text.len().min(32)];
@@ -140,7 +150,9 @@ pub(super) fn detect_tftp(p: &Pkt<'_>) -> Hit {
         // OACK: NUL-terminated option/value pairs; RFC 2348/2349/7440 names are telling.
         6 if d.len() > 3 && d.last() == Some(&0) => {
             let known = [&b"blksize\0"[..], b"tsize\0", b"timeout\0", b"windowsize\0"];
-            if known.iter().any(|k| starts_with_ci(rest, k)) && rest.iter().all(|&b| b == 0 || is_text(b)) {
+            if known.iter().any(|k| starts_with_ci(rest, k))
+                && rest.iter().all(|&b| b == 0 || is_text(b))
+            {
                 Hit::Strong(App::Tftp)
             } else {
                 Hit::Weak(App::Tftp)
@@ -180,7 +192,11 @@ pub(super) fn detect_coap(p: &Pkt<'_>) -> Hit {
     }
     if code == 0 {
         // Empty message: header only.
-        return if d.len() == 4 { Hit::Weak(App::Coap) } else { Hit::Miss };
+        return if d.len() == 4 {
+            Hit::Weak(App::Coap)
+        } else {
+            Hit::Miss
+        };
     }
     if class == 0 && !(1..=7).contains(&code) {
         return Hit::Miss;
@@ -188,7 +204,11 @@ pub(super) fn detect_coap(p: &Pkt<'_>) -> Hit {
     let mut at = 4 + tkl;
     while let Some(&b) = d.get(at) {
         if b == 0xff {
-            return if at + 1 < d.len() { Hit::Weak(App::Coap) } else { Hit::Miss };
+            return if at + 1 < d.len() {
+                Hit::Weak(App::Coap)
+            } else {
+                Hit::Miss
+            };
         }
         let (delta, len) = (b >> 4, b & 0x0f);
         if delta == 15 || len == 15 {
@@ -208,7 +228,11 @@ pub(super) fn detect_coap(p: &Pkt<'_>) -> Hit {
         };
         at += ext(len) + vlen;
     }
-    if at == d.len() { Hit::Weak(App::Coap) } else { Hit::Miss }
+    if at == d.len() {
+        Hit::Weak(App::Coap)
+    } else {
+        Hit::Miss
+    }
 }
 
 #[cfg(test)]

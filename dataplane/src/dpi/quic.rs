@@ -39,13 +39,17 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
         }
         if v == 0 {
             // Version negotiation, from the server.
-            return if p.from_client() { Hit::Miss } else { Hit::Weak(App::Quic) };
+            return if p.c2s() {
+                Hit::Miss
+            } else {
+                Hit::Weak(App::Quic)
+            };
         }
         if !known_version(d, v) || b0 & 0x40 == 0 {
             return Hit::Miss;
         }
         let initial = if v == 0x6b33_43cf { 0x10 } else { 0x00 };
-        if !p.from_client() {
+        if !p.c2s() {
             return Hit::Strong(App::Quic);
         }
         return if b0 & 0x30 == initial && d.len() >= 1200 {
@@ -56,7 +60,10 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
     }
     // Google QUIC public header: version flag 0x01, 8-byte connection id (0x08 or 0x0c),
     // reserved bits clear, then the version tag.
-    if b0 & 0x01 != 0 && b0 & 0x08 != 0 && b0 & 0xc0 == 0 && d.get(9..13).is_some_and(google_version)
+    if b0 & 0x01 != 0
+        && b0 & 0x08 != 0
+        && b0 & 0xc0 == 0
+        && d.get(9..13).is_some_and(google_version)
     {
         return Hit::Strong(App::Quic);
     }

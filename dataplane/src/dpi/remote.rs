@@ -29,9 +29,13 @@ pub(super) fn detect_rdp(p: &Pkt<'_>) -> Hit {
             Hit::Miss
         };
     }
-    let (Some(3), Some(0), Some(len), Some(li), Some(code)) =
-        (u8_at(d, 0), u8_at(d, 1), be16(d, 2), u8_at(d, 4), u8_at(d, 5))
-    else {
+    let (Some(3), Some(0), Some(len), Some(li), Some(code)) = (
+        u8_at(d, 0),
+        u8_at(d, 1),
+        be16(d, 2),
+        u8_at(d, 4),
+        u8_at(d, 5),
+    ) else {
         return Hit::Miss;
     };
     let ok = usize::from(len) == d.len()
@@ -81,7 +85,7 @@ pub(super) fn detect_telnet(p: &Pkt<'_>) -> Hit {
 /// `git-upload-pack`, `git-receive-pack` or `git-upload-archive` and a path.
 pub(super) fn detect_git(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         return Hit::Miss;
     }
     let Some(hex) = d.get(..4) else {
@@ -94,7 +98,11 @@ pub(super) fn detect_git(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let body = &d[4..];
-    let known = [&b"git-upload-pack "[..], b"git-receive-pack ", b"git-upload-archive "];
+    let known = [
+        &b"git-upload-pack "[..],
+        b"git-receive-pack ",
+        b"git-upload-archive ",
+    ];
     if len <= d.len() && len > 4 && known.iter().any(|k| body.starts_with(k)) {
         Hit::Strong(App::Git)
     } else {

@@ -16,10 +16,39 @@ fn names_round_trip_and_all_is_in_discriminant_order() {
     assert_eq!(App::from_name("mssql"), Some(App::Mssql));
     assert_eq!(App::default(), App::Unknown);
     let required = [
-        "http", "http2", "grpc", "tls", "dns", "ssh", "mysql", "postgresql", "redis", "mongodb",
-        "cassandra", "kafka", "zookeeper", "memcached", "ntp", "dhcp", "amqp", "mqtt", "nats",
-        "mssql", "oracle", "ftp", "smtp", "imap", "pop3", "ldap", "sip", "rtsp", "syslog", "snmp",
-        "tftp", "kerberos", "quic",
+        "http",
+        "http2",
+        "grpc",
+        "tls",
+        "dns",
+        "ssh",
+        "mysql",
+        "postgresql",
+        "redis",
+        "mongodb",
+        "cassandra",
+        "kafka",
+        "zookeeper",
+        "memcached",
+        "ntp",
+        "dhcp",
+        "amqp",
+        "mqtt",
+        "nats",
+        "mssql",
+        "oracle",
+        "ftp",
+        "smtp",
+        "imap",
+        "pop3",
+        "ldap",
+        "sip",
+        "rtsp",
+        "syslog",
+        "snmp",
+        "tftp",
+        "kerberos",
+        "quic",
     ];
     for name in required {
         assert!(App::from_name(name).is_some(), "{name}");
@@ -28,7 +57,7 @@ fn names_round_trip_and_all_is_in_discriminant_order() {
 
 #[test]
 fn state_is_small() {
-    assert!(std::mem::size_of::<State>() <= 16);
+    assert!(size_of::<State>() <= 16);
 }
 
 #[test]
@@ -49,54 +78,102 @@ fn http_on_the_mysql_port_is_http() {
 fn a_port_alone_decides_nothing() {
     let junk = [0x5au8; 64];
     for port in [80, 443, 53, 3306, 5432, 6379, 1433] {
-        let flow = Flow { transport: Transport::Tcp, client_port: CLIENT_PORT, server_port: port };
+        let flow = Flow {
+            transport: Transport::Tcp,
+            client_port: CLIENT_PORT,
+            server_port: port,
+        };
         let mut st = State::default();
-        assert_eq!(st.inspect(&flow, Dir::ClientToServer, &junk), Progress::Continue);
+        assert_eq!(
+            st.inspect(&flow, Dir::ClientToServer, &junk),
+            Progress::Continue
+        );
         assert_eq!(st.app(), App::Unknown);
     }
 }
 
 #[test]
 fn empty_payloads_do_not_count() {
-    let flow = Flow { transport: Transport::Tcp, client_port: CLIENT_PORT, server_port: 80 };
+    let flow = Flow {
+        transport: Transport::Tcp,
+        client_port: CLIENT_PORT,
+        server_port: 80,
+    };
     let mut st = State::default();
     for _ in 0..100 {
-        assert_eq!(st.inspect(&flow, Dir::ClientToServer, &[]), Progress::Continue);
-        assert_eq!(st.inspect(&flow, Dir::ServerToClient, &[]), Progress::Continue);
+        assert_eq!(
+            st.inspect(&flow, Dir::ClientToServer, &[]),
+            Progress::Continue
+        );
+        assert_eq!(
+            st.inspect(&flow, Dir::ServerToClient, &[]),
+            Progress::Continue
+        );
     }
     assert!(!st.done());
-    assert_eq!(st.inspect(&flow, Dir::ClientToServer, HTTP_GET), Progress::Decided(App::Http));
+    assert_eq!(
+        st.inspect(&flow, Dir::ClientToServer, HTTP_GET),
+        Progress::Decided(App::Http)
+    );
 }
 
 #[test]
 fn budget_exhaustion_gives_up_after_both_directions() {
-    let flow = Flow { transport: Transport::Tcp, client_port: CLIENT_PORT, server_port: 80 };
+    let flow = Flow {
+        transport: Transport::Tcp,
+        client_port: CLIENT_PORT,
+        server_port: 80,
+    };
     let mut st = State::default();
     let junk = [0x5au8; 40];
     for i in 0..BUDGET {
-        assert_eq!(st.inspect(&flow, Dir::ClientToServer, &junk), Progress::Continue, "c2s {i}");
+        assert_eq!(
+            st.inspect(&flow, Dir::ClientToServer, &junk),
+            Progress::Continue,
+            "c2s {i}"
+        );
     }
     for i in 0..BUDGET - 1 {
-        assert_eq!(st.inspect(&flow, Dir::ServerToClient, &junk), Progress::Continue, "s2c {i}");
+        assert_eq!(
+            st.inspect(&flow, Dir::ServerToClient, &junk),
+            Progress::Continue,
+            "s2c {i}"
+        );
     }
     assert!(!st.done());
-    assert_eq!(st.inspect(&flow, Dir::ServerToClient, &junk), Progress::GaveUp);
+    assert_eq!(
+        st.inspect(&flow, Dir::ServerToClient, &junk),
+        Progress::GaveUp
+    );
     assert!(st.done());
     assert_eq!(st.app(), App::Unknown);
     // Once done, the answer does not change, even for a telling payload.
-    assert_eq!(st.inspect(&flow, Dir::ClientToServer, HTTP_GET), Progress::GaveUp);
+    assert_eq!(
+        st.inspect(&flow, Dir::ClientToServer, HTTP_GET),
+        Progress::GaveUp
+    );
     assert_eq!(st.app(), App::Unknown);
 }
 
 #[test]
 fn a_one_sided_flow_gives_up_at_twice_the_budget() {
-    let flow = Flow { transport: Transport::Udp, client_port: CLIENT_PORT, server_port: 9 };
+    let flow = Flow {
+        transport: Transport::Udp,
+        client_port: CLIENT_PORT,
+        server_port: 9,
+    };
     let mut st = State::default();
     let junk = [0xa5u8; 40];
     for _ in 0..2 * BUDGET - 1 {
-        assert_eq!(st.inspect(&flow, Dir::ClientToServer, &junk), Progress::Continue);
+        assert_eq!(
+            st.inspect(&flow, Dir::ClientToServer, &junk),
+            Progress::Continue
+        );
     }
-    assert_eq!(st.inspect(&flow, Dir::ClientToServer, &junk), Progress::GaveUp);
+    assert_eq!(
+        st.inspect(&flow, Dir::ClientToServer, &junk),
+        Progress::GaveUp
+    );
 }
 
 #[test]
@@ -113,11 +190,21 @@ fn payloads_past_the_budget_are_not_inspected() {
 
 #[test]
 fn decided_is_sticky() {
-    let flow = Flow { transport: Transport::Tcp, client_port: CLIENT_PORT, server_port: 22 };
+    let flow = Flow {
+        transport: Transport::Tcp,
+        client_port: CLIENT_PORT,
+        server_port: 22,
+    };
     let mut st = State::default();
-    assert_eq!(st.inspect(&flow, Dir::ServerToClient, SSH_BANNER), Progress::Decided(App::Ssh));
+    assert_eq!(
+        st.inspect(&flow, Dir::ServerToClient, SSH_BANNER),
+        Progress::Decided(App::Ssh)
+    );
     assert!(st.done());
-    assert_eq!(st.inspect(&flow, Dir::ClientToServer, HTTP_GET), Progress::Decided(App::Ssh));
+    assert_eq!(
+        st.inspect(&flow, Dir::ClientToServer, HTTP_GET),
+        Progress::Decided(App::Ssh)
+    );
     assert_eq!(st.app(), App::Ssh);
 }
 
@@ -125,16 +212,29 @@ fn decided_is_sticky() {
 fn weak_evidence_needs_a_second_packet_or_the_port() {
     // A bare 220 greeting: FTP or SMTP.
     let bare = b"220 Service ready\r\n";
-    assert_eq!(classify(Transport::Tcp, NEUTRAL_PORT, &[(S2C, bare)]).0, App::Unknown);
+    assert_eq!(
+        classify(Transport::Tcp, NEUTRAL_PORT, &[(S2C, bare)]).0,
+        App::Unknown
+    );
     assert_eq!(classify(Transport::Tcp, 21, &[(S2C, bare)]).0, App::Ftp);
     assert_eq!(classify(Transport::Tcp, 25, &[(S2C, bare)]).0, App::Smtp);
     // The client's command settles it off-port.
     assert_eq!(
-        classify(Transport::Tcp, NEUTRAL_PORT, &[(S2C, bare), (C2S, SMTP_EHLO)]).0,
+        classify(
+            Transport::Tcp,
+            NEUTRAL_PORT,
+            &[(S2C, bare), (C2S, SMTP_EHLO)]
+        )
+        .0,
         App::Smtp
     );
     assert_eq!(
-        classify(Transport::Tcp, NEUTRAL_PORT, &[(S2C, bare), (C2S, FTP_USER)]).0,
+        classify(
+            Transport::Tcp,
+            NEUTRAL_PORT,
+            &[(S2C, bare), (C2S, FTP_USER)]
+        )
+        .0,
         App::Ftp
     );
 }
@@ -142,12 +242,27 @@ fn weak_evidence_needs_a_second_packet_or_the_port() {
 #[test]
 fn the_port_breaks_a_tie_between_payload_matches() {
     // A DNS-format query: DNS on 53, mDNS on 5353.
-    assert_eq!(classify(Transport::Udp, 53, &[(C2S, DNS_QUERY)]).0, App::Dns);
-    assert_eq!(classify(Transport::Udp, 5353, &[(C2S, DNS_QUERY)]).0, App::Mdns);
+    assert_eq!(
+        classify(Transport::Udp, 53, &[(C2S, DNS_QUERY)]).0,
+        App::Dns
+    );
+    assert_eq!(
+        classify(Transport::Udp, 5353, &[(C2S, DNS_QUERY)]).0,
+        App::Mdns
+    );
     // An NBNS-encoded name: NetBIOS unless sent to the DNS port.
-    assert_eq!(classify(Transport::Udp, 137, &[(C2S, DNS_NBNS_NAME)]).0, App::Netbios);
-    assert_eq!(classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, DNS_NBNS_NAME)]).0, App::Netbios);
-    assert_eq!(classify(Transport::Udp, 53, &[(C2S, DNS_NBNS_NAME)]).0, App::Dns);
+    assert_eq!(
+        classify(Transport::Udp, 137, &[(C2S, DNS_NBNS_NAME)]).0,
+        App::Netbios
+    );
+    assert_eq!(
+        classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, DNS_NBNS_NAME)]).0,
+        App::Netbios
+    );
+    assert_eq!(
+        classify(Transport::Udp, 53, &[(C2S, DNS_NBNS_NAME)]).0,
+        App::Dns
+    );
 }
 
 #[test]
@@ -156,13 +271,25 @@ fn random_payloads_stay_unknown_on_neutral_ports() {
     let mut buf = [0u8; 200];
     let mut decided = 0;
     for round in 0..400 {
-        let transport = if round % 2 == 0 { Transport::Tcp } else { Transport::Udp };
-        let flow = Flow { transport, client_port: CLIENT_PORT, server_port: NEUTRAL_PORT };
+        let transport = if round % 2 == 0 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let flow = Flow {
+            transport,
+            client_port: CLIENT_PORT,
+            server_port: NEUTRAL_PORT,
+        };
         let mut st = State::default();
         for i in 0..4 {
             rng.fill(&mut buf);
             let n = 1 + rng.below(buf.len());
-            let dir = if i % 2 == 0 { Dir::ClientToServer } else { Dir::ServerToClient };
+            let dir = if i % 2 == 0 {
+                Dir::ClientToServer
+            } else {
+                Dir::ServerToClient
+            };
             st.inspect(&flow, dir, &buf[..n]);
         }
         if st.app() != App::Unknown {
@@ -197,7 +324,11 @@ fn inspect_never_panics_on_fixture_mutations() {
             let cut = rng.below(buf.len() + 1);
             for transport in [Transport::Tcp, Transport::Udp] {
                 let port = [53, 80, 137, 1812, 5060, NEUTRAL_PORT][round % 6];
-                let flow = Flow { transport, client_port: port, server_port: port };
+                let flow = Flow {
+                    transport,
+                    client_port: port,
+                    server_port: port,
+                };
                 let mut st = State::default();
                 st.inspect(&flow, Dir::ClientToServer, &buf[..cut]);
                 st.inspect(&flow, Dir::ServerToClient, &buf);

@@ -8,7 +8,13 @@ use super::{App, Dir, Flow, Hit, Pkt, Progress, State, Transport};
 pub(crate) const CLIENT_PORT: u16 = 40000;
 pub(crate) const NEUTRAL_PORT: u16 = 40001;
 
-pub(crate) fn pkt(transport: Transport, dir: Dir, nth: u8, server_port: u16, data: &[u8]) -> Pkt<'_> {
+pub(crate) fn pkt(
+    transport: Transport,
+    dir: Dir,
+    nth: u8,
+    server_port: u16,
+    data: &[u8],
+) -> Pkt<'_> {
     Pkt {
         data,
         dir,
@@ -42,7 +48,11 @@ pub(crate) fn udp_s2c(data: &[u8]) -> Pkt<'_> {
 
 /// Feeds `packets` in order through a fresh [`State`]; returns the app and the last
 /// progress.
-pub(crate) fn classify(transport: Transport, server_port: u16, packets: &[(Dir, &[u8])]) -> (App, Progress) {
+pub(crate) fn classify(
+    transport: Transport,
+    server_port: u16,
+    packets: &[(Dir, &[u8])],
+) -> (App, Progress) {
     let flow = Flow {
         transport,
         client_port: CLIENT_PORT,
@@ -96,7 +106,7 @@ impl Rng {
 pub(crate) fn no_panic(detect: fn(&Pkt<'_>) -> Hit, seed: &[u8]) -> usize {
     let mut rng = Rng::new(seed.len() as u64 ^ 0x9e37_79b9_7f4a_7c15);
     let mut tried = 0;
-    let mut run = |data: &[u8], rng: &mut Rng| {
+    let run = |data: &[u8], rng: &mut Rng| {
         for transport in [Transport::Tcp, Transport::Udp] {
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
                 let p = pkt(transport, dir, (rng.next() % 3) as u8, NEUTRAL_PORT, data);

@@ -41,8 +41,8 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
     // A hello fits its record (a hello fragmented over records is legal but not seen).
     let fits = hs_len >= 38 && hs_len + 4 <= u32::from(len);
     match hs {
-        CLIENT_HELLO if p.from_client() && hello_version && fits => Hit::Strong(App::Tls),
-        SERVER_HELLO if !p.from_client() && hello_version && fits => Hit::Strong(App::Tls),
+        CLIENT_HELLO if p.c2s() && hello_version && fits => Hit::Strong(App::Tls),
+        SERVER_HELLO if !p.c2s() && hello_version && fits => Hit::Strong(App::Tls),
         _ => Hit::Weak(App::Tls),
     }
 }
@@ -50,13 +50,17 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
 /// An SSLv2-format ClientHello (2-byte header with the high bit set, msg type 1).
 fn sslv2_client_hello(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    let (Some(b0), Some(b1), Some(1), Some(ver), Some(cs_len)) =
-        (u8_at(d, 0), u8_at(d, 1), u8_at(d, 2), be16(d, 3), be16(d, 5))
-    else {
+    let (Some(b0), Some(b1), Some(1), Some(ver), Some(cs_len)) = (
+        u8_at(d, 0),
+        u8_at(d, 1),
+        u8_at(d, 2),
+        be16(d, 3),
+        be16(d, 5),
+    ) else {
         return Hit::Miss;
     };
     let len = usize::from(b0 & 0x7f) << 8 | usize::from(b1);
-    let ok = p.from_client()
+    let ok = p.c2s()
         && p.first()
         && b0 & 0x80 != 0
         && matches!(ver, 0x0002 | 0x0300..=0x0303)
@@ -203,7 +207,11 @@ fn walk_hello_rest<'a>(c: &mut Cur<'a>, hello: &mut TlsHello<'a>) -> Option<()> 
             return None;
         }
     };
-    if walk_extensions(exts, hello) { Some(()) } else { None }
+    if walk_extensions(exts, hello) {
+        Some(())
+    } else {
+        None
+    }
 }
 
 /// Records SNI, ALPN and supported_versions; false if the list ends inside an extension.
@@ -218,7 +226,11 @@ fn walk_extensions<'a>(exts: &'a [u8], hello: &mut TlsHello<'a>) -> bool {
         };
         match ty {
             0 => hello.sni = sni(data),
-            16 => hello.alpn = be16(data, 0).and_then(|n| data.get(2..2 + usize::from(n))).unwrap_or(&[]),
+            16 => {
+                hello.alpn = be16(data, 0)
+                    .and_then(|n| data.get(2..2 + usize::from(n)))
+                    .unwrap_or(&[])
+            }
             43 => {
                 hello.supported_versions = u8_at(data, 0)
                     .and_then(|n| data.get(1..1 + usize::from(n)))

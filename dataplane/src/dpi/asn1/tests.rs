@@ -15,18 +15,28 @@ fn tgs_req() -> Vec<u8> {
 }
 
 /// kerberos.pcap: a KRB-ERROR over TCP, the first 24 bytes (length 0x112).
-const KRB_ERROR_TCP_HEAD: &[u8] = b"\x00\x00\x01\x12~\x82\x01\x0e0\x82\x01\x0a\xa0\x03\x02\x01\x05\xa1\x03\x02\x01\x1e\xa4\x11";
+const KRB_ERROR_TCP_HEAD: &[u8] =
+    b"\x00\x00\x01\x12~\x82\x01\x0e0\x82\x01\x0a\xa0\x03\x02\x01\x05\xa1\x03\x02\x01\x1e\xa4\x11";
 
 #[test]
 fn kerberos_over_udp_and_tcp() {
-    assert_eq!(detect_kerberos_udp(&udp_c2s(&tgs_req())), strong(App::Kerberos));
+    assert_eq!(
+        detect_kerberos_udp(&udp_c2s(&tgs_req())),
+        strong(App::Kerberos)
+    );
     // A datagram must hold the whole message.
     assert_eq!(detect_kerberos_udp(&udp_c2s(TGS_REQ_HEAD)), Hit::Miss);
     // Over TCP the first segment is enough.
-    assert_eq!(detect_kerberos_tcp(&tcp_s2c(KRB_ERROR_TCP_HEAD)), strong(App::Kerberos));
+    assert_eq!(
+        detect_kerberos_tcp(&tcp_s2c(KRB_ERROR_TCP_HEAD)),
+        strong(App::Kerberos)
+    );
     let mut framed = (tgs_req().len() as u32).to_be_bytes().to_vec();
     framed.extend_from_slice(&tgs_req());
-    assert_eq!(detect_kerberos_tcp(&tcp_c2s(&framed)), strong(App::Kerberos));
+    assert_eq!(
+        detect_kerberos_tcp(&tcp_c2s(&framed)),
+        strong(App::Kerberos)
+    );
 }
 
 #[test]
@@ -93,8 +103,19 @@ fn ber_lengths() {
 #[test]
 fn never_panics() {
     let req = tgs_req();
-    for seed in [&req[..64], KRB_ERROR_TCP_HEAD, LDAP_BIND, LDAP_BIND_RESPONSE, SNMP_GETNEXT] {
-        for detect in [detect_kerberos_udp, detect_kerberos_tcp, detect_ldap, detect_snmp] {
+    for seed in [
+        &req[..64],
+        KRB_ERROR_TCP_HEAD,
+        LDAP_BIND,
+        LDAP_BIND_RESPONSE,
+        SNMP_GETNEXT,
+    ] {
+        for detect in [
+            detect_kerberos_udp,
+            detect_kerberos_tcp,
+            detect_ldap,
+            detect_snmp,
+        ] {
             assert!(no_panic(detect, seed) > 0);
         }
     }

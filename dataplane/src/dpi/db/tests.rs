@@ -1,22 +1,28 @@
 //! Database and cache detector tests.
 
 use super::*;
+use crate::dpi::Transport;
 use crate::dpi::fixtures::*;
 use crate::dpi::testutil::*;
-use crate::dpi::Transport;
 
 #[test]
 fn mysql_greeting() {
     assert_eq!(detect_mysql(&tcp_s2c(MYSQL_GREETING)), strong(App::Mysql));
     // A greeting cut at the segment end: the version string is what counts.
-    assert_eq!(detect_mysql(&tcp_s2c(&MYSQL_GREETING[..70])), strong(App::Mysql));
+    assert_eq!(
+        detect_mysql(&tcp_s2c(&MYSQL_GREETING[..70])),
+        strong(App::Mysql)
+    );
     // Wrong protocol version byte; wrong length; HTTP.
     let mut v9 = MYSQL_GREETING.to_vec();
     v9[4] = 9;
     assert_eq!(detect_mysql(&tcp_s2c(&v9)), Hit::Miss);
     assert_eq!(detect_mysql(&tcp_s2c(&MYSQL_GREETING[..20])), Hit::Miss);
     assert_eq!(detect_mysql(&tcp_c2s(HTTP_GET)), Hit::Miss);
-    assert_eq!(classify(Transport::Tcp, NEUTRAL_PORT, &[(S2C, MYSQL_GREETING)]).0, App::Mysql);
+    assert_eq!(
+        classify(Transport::Tcp, NEUTRAL_PORT, &[(S2C, MYSQL_GREETING)]).0,
+        App::Mysql
+    );
 }
 
 #[test]
@@ -32,15 +38,24 @@ fn mysql_handshake_response() {
 
 #[test]
 fn postgresql_client_openings() {
-    assert_eq!(detect_postgresql(&tcp_c2s(PG_SSL_REQUEST)), strong(App::Postgresql));
-    assert_eq!(detect_postgresql(&tcp_c2s(PG_STARTUP)), strong(App::Postgresql));
+    assert_eq!(
+        detect_postgresql(&tcp_c2s(PG_SSL_REQUEST)),
+        strong(App::Postgresql)
+    );
+    assert_eq!(
+        detect_postgresql(&tcp_c2s(PG_STARTUP)),
+        strong(App::Postgresql)
+    );
     // Same bytes from the server mean nothing; a wrong length is not a StartupMessage.
     assert_eq!(detect_postgresql(&tcp_s2c(PG_SSL_REQUEST)), Hit::Miss);
     assert_eq!(detect_postgresql(&tcp_c2s(&PG_STARTUP[..20])), Hit::Miss);
     // SASL authentication request from the server.
     let sasl = b"R\x00\x00\x00\x17\x00\x00\x00\x0aSCRAM-SHA-256\x00\x00";
     assert_eq!(detect_postgresql(&tcp_s2c(sasl)), strong(App::Postgresql));
-    assert_eq!(detect_postgresql(&tcp_s2c(b"R\x00\x00\x00\x08\x00\x00\x00\x00")), Hit::Weak(App::Postgresql));
+    assert_eq!(
+        detect_postgresql(&tcp_s2c(b"R\x00\x00\x00\x08\x00\x00\x00\x00")),
+        Hit::Weak(App::Postgresql)
+    );
 }
 
 #[test]
@@ -64,7 +79,12 @@ fn oracle_tns() {
     assert_eq!(detect_oracle(&tcp_c2s(TNS_CONNECT)), strong(App::Oracle));
     assert_eq!(detect_oracle(&tcp_s2c(TNS_RESEND)), Hit::Weak(App::Oracle));
     assert_eq!(
-        classify(Transport::Tcp, 1521, &[(C2S, TNS_CONNECT), (S2C, TNS_RESEND)]).0,
+        classify(
+            Transport::Tcp,
+            1521,
+            &[(C2S, TNS_CONNECT), (S2C, TNS_RESEND)]
+        )
+        .0,
         App::Oracle
     );
     let mut old = TNS_CONNECT.to_vec();
@@ -89,20 +109,32 @@ fn mongodb_messages() {
 
 #[test]
 fn cassandra_frames() {
-    assert_eq!(detect_cassandra(&tcp_c2s(CQL_OPTIONS)), strong(App::Cassandra));
-    assert_eq!(detect_cassandra(&tcp_s2c(CQL_SUPPORTED)), strong(App::Cassandra));
+    assert_eq!(
+        detect_cassandra(&tcp_c2s(CQL_OPTIONS)),
+        strong(App::Cassandra)
+    );
+    assert_eq!(
+        detect_cassandra(&tcp_s2c(CQL_SUPPORTED)),
+        strong(App::Cassandra)
+    );
     // A request frame from the server side, or a wrong body length.
     assert_eq!(detect_cassandra(&tcp_s2c(CQL_OPTIONS)), Hit::Miss);
     assert_eq!(detect_cassandra(&tcp_s2c(&CQL_SUPPORTED[..30])), Hit::Miss);
     // cassandra.pcap, port 7000: internode messaging magic.
     let internode = b"\xca\x55\x2d\xfa\x0c\x0a\x0c\x11\x06\xc6\x12\x00\x02\x1b\x58\xf3\xcb\x19\xb3";
-    assert_eq!(detect_cassandra(&tcp_c2s(internode)), strong(App::Cassandra));
+    assert_eq!(
+        detect_cassandra(&tcp_c2s(internode)),
+        strong(App::Cassandra)
+    );
 }
 
 #[test]
 fn redis_resp() {
     assert_eq!(detect_redis(&tcp_c2s(REDIS_PING)), strong(App::Redis));
-    assert_eq!(detect_redis(&tcp_c2s(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")), strong(App::Redis));
+    assert_eq!(
+        detect_redis(&tcp_c2s(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")),
+        strong(App::Redis)
+    );
     assert_eq!(detect_redis(&tcp_s2c(b"+PONG\r\n")), Hit::Weak(App::Redis));
     // IMAP's untagged "* OK" is not a RESP array.
     assert_eq!(detect_redis(&tcp_s2c(IMAP_GREETING)), Hit::Miss);
@@ -111,13 +143,27 @@ fn redis_resp() {
 
 #[test]
 fn memcached_text_and_binary() {
-    assert_eq!(detect_memcached(&tcp_c2s(MEMCACHED_STATS)), Hit::Weak(App::Memcached));
-    assert_eq!(detect_memcached(&tcp_s2c(MEMCACHED_STAT)), strong(App::Memcached));
     assert_eq!(
-        classify(Transport::Tcp, NEUTRAL_PORT, &[(C2S, MEMCACHED_STATS), (S2C, MEMCACHED_STAT)]).0,
+        detect_memcached(&tcp_c2s(MEMCACHED_STATS)),
+        Hit::Weak(App::Memcached)
+    );
+    assert_eq!(
+        detect_memcached(&tcp_s2c(MEMCACHED_STAT)),
+        strong(App::Memcached)
+    );
+    assert_eq!(
+        classify(
+            Transport::Tcp,
+            NEUTRAL_PORT,
+            &[(C2S, MEMCACHED_STATS), (S2C, MEMCACHED_STAT)]
+        )
+        .0,
         App::Memcached
     );
-    assert_eq!(detect_memcached(&tcp_c2s(b"set foo 0 300 3\r\nbar\r\n")), strong(App::Memcached));
+    assert_eq!(
+        detect_memcached(&tcp_c2s(b"set foo 0 300 3\r\nbar\r\n")),
+        strong(App::Memcached)
+    );
     assert_eq!(detect_memcached(&tcp_c2s(b"set foo bar\r\n")), Hit::Miss);
     // Binary GET request for key "Hello" (protocol_binary.txt example).
     let get = b"\x80\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00Hello";
@@ -132,13 +178,28 @@ fn memcached_text_and_binary() {
 #[test]
 fn never_panics() {
     let seeds = [
-        MYSQL_GREETING, PG_SSL_REQUEST, PG_STARTUP, TDS_PRELOGIN, TDS_RESULT, TNS_CONNECT,
-        MONGO_OP_MSG, CQL_OPTIONS, CQL_SUPPORTED, REDIS_PING, MEMCACHED_STAT,
+        MYSQL_GREETING,
+        PG_SSL_REQUEST,
+        PG_STARTUP,
+        TDS_PRELOGIN,
+        TDS_RESULT,
+        TNS_CONNECT,
+        MONGO_OP_MSG,
+        CQL_OPTIONS,
+        CQL_SUPPORTED,
+        REDIS_PING,
+        MEMCACHED_STAT,
     ];
     for seed in seeds {
         for detect in [
-            detect_mysql, detect_postgresql, detect_mssql, detect_oracle, detect_mongodb,
-            detect_cassandra, detect_redis, detect_memcached,
+            detect_mysql,
+            detect_postgresql,
+            detect_mssql,
+            detect_oracle,
+            detect_mongodb,
+            detect_cassandra,
+            detect_redis,
+            detect_memcached,
         ] {
             assert!(no_panic(detect, seed) > 0);
         }

@@ -1,15 +1,18 @@
 //! DNS, mDNS and NetBIOS tests.
 
 use super::*;
+use crate::dpi::Transport;
 use crate::dpi::fixtures::*;
 use crate::dpi::testutil::*;
-use crate::dpi::Transport;
 
 #[test]
 fn queries_and_responses() {
     assert_eq!(detect_udp(&udp_c2s(DNS_QUERY)), strong(App::Dns));
     assert_eq!(detect_udp(&udp_s2c(DNS_RESPONSE)), strong(App::Dns));
-    assert_eq!(classify(Transport::Udp, 53, &[(C2S, DNS_QUERY)]).0, App::Dns);
+    assert_eq!(
+        classify(Transport::Udp, 53, &[(C2S, DNS_QUERY)]).0,
+        App::Dns
+    );
 }
 
 #[test]
@@ -27,9 +30,17 @@ fn damaged_messages_count_only_on_the_dns_port() {
     // fuzz-2006-06-26-2594.pcap: a query whose counts and name were overwritten.
     let damaged = b"\x70\xcc\x01\x00\x00\x01\x00\x00\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa\xaa";
     assert_eq!(classify(Transport::Udp, 53, &[(C2S, damaged)]).0, App::Dns);
-    assert_eq!(classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, damaged)]).0, App::Unknown);
     assert_eq!(
-        classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, damaged), (C2S, damaged)]).0,
+        classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, damaged)]).0,
+        App::Unknown
+    );
+    assert_eq!(
+        classify(
+            Transport::Udp,
+            NEUTRAL_PORT,
+            &[(C2S, damaged), (C2S, damaged)]
+        )
+        .0,
         App::Unknown
     );
 }
@@ -52,13 +63,19 @@ fn look_alikes() {
 
 #[test]
 fn mdns_is_dns_on_5353() {
-    assert_eq!(detect_udp(&pkt(Transport::Udp, C2S, 0, 5353, DNS_QUERY)), strong(App::Mdns));
+    assert_eq!(
+        detect_udp(&pkt(Transport::Udp, C2S, 0, 5353, DNS_QUERY)),
+        strong(App::Mdns)
+    );
 }
 
 #[test]
 fn netbios_name_and_datagram_service() {
     assert_eq!(detect_netbios(&udp_c2s(NBNS_QUERY)), strong(App::Netbios));
-    assert_eq!(detect_netbios(&udp_c2s(DNS_NBNS_NAME)), strong(App::Netbios));
+    assert_eq!(
+        detect_netbios(&udp_c2s(DNS_NBNS_NAME)),
+        strong(App::Netbios)
+    );
     assert_eq!(detect_netbios(&udp_c2s(DNS_QUERY)), Hit::Miss);
     // Datagram service: DIRECT_GROUP, id, 192.168.1.2:138, length 4 past the header.
     let dgm = b"\x11\x0e\x84\xec\xc0\xa8\x01\x02\x00\x8a\x00\x04\x00\x00abcd";

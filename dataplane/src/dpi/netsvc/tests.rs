@@ -1,9 +1,9 @@
 //! DHCP, NTP, Syslog, TFTP, RADIUS and CoAP tests.
 
 use super::*;
+use crate::dpi::Transport;
 use crate::dpi::fixtures::*;
 use crate::dpi::testutil::*;
-use crate::dpi::Transport;
 
 /// A DHCPDISCOVER (RFC 2131): BOOTREQUEST, Ethernet, 236 bytes of BOOTP, the magic cookie,
 /// option 53 = 1, end.
@@ -43,7 +43,12 @@ fn ntp_modes() {
     monlist.push(0);
     assert_eq!(detect_ntp(&udp_s2c(&monlist)), Hit::Miss);
     // Mode 6 read-variables request: 12 bytes, count 0.
-    assert_eq!(detect_ntp(&udp_c2s(b"\x16\x02\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00")), strong(App::Ntp));
+    assert_eq!(
+        detect_ntp(&udp_c2s(
+            b"\x16\x02\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00"
+        )),
+        strong(App::Ntp)
+    );
     // Version 0, wrong sizes, stratum out of range.
     let mut v0 = client;
     v0[0] = 0x03;
@@ -66,10 +71,22 @@ fn syslog() {
     let framed = b"77 <165>1 2003-10-11T22:14:15.003Z host app - - - msg";
     assert_eq!(detect_syslog(&tcp_c2s(framed)), strong(App::Syslog));
     // PRI over 191, leading zero, no digits, binary after the PRI.
-    assert_eq!(detect_syslog(&udp_c2s(b"<192>Oct 11 22:14:15 host")), Hit::Miss);
-    assert_eq!(detect_syslog(&udp_c2s(b"<013>Oct 11 22:14:15 host")), Hit::Miss);
-    assert_eq!(detect_syslog(&udp_c2s(b"<>Oct 11 22:14:15 host")), Hit::Miss);
-    assert_eq!(detect_syslog(&udp_c2s(b"<13>\x00\x01\x02\x03\x04")), Hit::Miss);
+    assert_eq!(
+        detect_syslog(&udp_c2s(b"<192>Oct 11 22:14:15 host")),
+        Hit::Miss
+    );
+    assert_eq!(
+        detect_syslog(&udp_c2s(b"<013>Oct 11 22:14:15 host")),
+        Hit::Miss
+    );
+    assert_eq!(
+        detect_syslog(&udp_c2s(b"<>Oct 11 22:14:15 host")),
+        Hit::Miss
+    );
+    assert_eq!(
+        detect_syslog(&udp_c2s(b"<13>\x00\x01\x02\x03\x04")),
+        Hit::Miss
+    );
     assert_eq!(detect_syslog(&tcp_c2s(b"<html><body>")), Hit::Miss);
 }
 
@@ -83,18 +100,33 @@ fn tftp() {
     data.resize(516, 0x41);
     let ack = b"\x00\x04\x00\x01";
     assert_eq!(detect_tftp(&udp_c2s(&data)), Hit::Weak(App::Tftp));
-    assert_eq!(classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, &data)]).0, App::Unknown);
-    assert_eq!(classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, &data), (S2C, ack)]).0, App::Tftp);
+    assert_eq!(
+        classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, &data)]).0,
+        App::Unknown
+    );
+    assert_eq!(
+        classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, &data), (S2C, ack)]).0,
+        App::Tftp
+    );
     // An unknown mode; a request without its terminator.
-    assert_eq!(detect_tftp(&udp_c2s(b"\x00\x01file\x00binary\x00")), Hit::Miss);
+    assert_eq!(
+        detect_tftp(&udp_c2s(b"\x00\x01file\x00binary\x00")),
+        Hit::Miss
+    );
     assert_eq!(detect_tftp(&udp_c2s(b"\x00\x01file")), Hit::Miss);
 }
 
 #[test]
 fn radius() {
-    assert_eq!(detect_radius(&udp_c2s(RADIUS_ACCESS_REQUEST)), strong(App::Radius));
+    assert_eq!(
+        detect_radius(&udp_c2s(RADIUS_ACCESS_REQUEST)),
+        strong(App::Radius)
+    );
     // The length must be the datagram's; code 0 does not exist.
-    assert_eq!(detect_radius(&udp_c2s(&RADIUS_ACCESS_REQUEST[..50])), Hit::Miss);
+    assert_eq!(
+        detect_radius(&udp_c2s(&RADIUS_ACCESS_REQUEST[..50])),
+        Hit::Miss
+    );
     let mut code = RADIUS_ACCESS_REQUEST.to_vec();
     code[0] = 0;
     assert_eq!(detect_radius(&udp_c2s(&code)), Hit::Miss);
@@ -103,26 +135,55 @@ fn radius() {
 #[test]
 fn coap() {
     assert_eq!(detect_coap(&udp_c2s(COAP_GET)), Hit::Weak(App::Coap));
-    assert_eq!(classify(Transport::Udp, 5683, &[(C2S, COAP_GET)]).0, App::Coap);
+    assert_eq!(
+        classify(Transport::Udp, 5683, &[(C2S, COAP_GET)]).0,
+        App::Coap
+    );
     // 2.05 Content with a payload.
     let content = b"\x61\x45\x7d\x34\x71\xc0\xff22.3 C";
     assert_eq!(detect_coap(&udp_s2c(content)), Hit::Weak(App::Coap));
     assert_eq!(
-        classify(Transport::Udp, NEUTRAL_PORT, &[(C2S, COAP_GET), (S2C, content)]).0,
+        classify(
+            Transport::Udp,
+            NEUTRAL_PORT,
+            &[(C2S, COAP_GET), (S2C, content)]
+        )
+        .0,
         App::Coap
     );
     // Version 2; token length 9; an option running past the end.
     assert_eq!(detect_coap(&udp_c2s(b"\x81\x01\x7d\x34")), Hit::Miss);
-    assert_eq!(detect_coap(&udp_c2s(b"\x49\x01\x7d\x34123456789")), Hit::Miss);
-    assert_eq!(detect_coap(&udp_c2s(b"\x41\x01\x7d\x34\x71\xbb\x74")), Hit::Miss);
+    assert_eq!(
+        detect_coap(&udp_c2s(b"\x49\x01\x7d\x34123456789")),
+        Hit::Miss
+    );
+    assert_eq!(
+        detect_coap(&udp_c2s(b"\x41\x01\x7d\x34\x71\xbb\x74")),
+        Hit::Miss
+    );
 }
 
 #[test]
 fn never_panics() {
     let d = dhcp_discover();
-    let seeds = [&d[..], NTP_V3_SERVER, SYSLOG_MSG, TFTP_RRQ, TFTP_OACK, RADIUS_ACCESS_REQUEST, COAP_GET];
+    let seeds = [
+        &d[..],
+        NTP_V3_SERVER,
+        SYSLOG_MSG,
+        TFTP_RRQ,
+        TFTP_OACK,
+        RADIUS_ACCESS_REQUEST,
+        COAP_GET,
+    ];
     for seed in seeds {
-        for detect in [detect_dhcp, detect_ntp, detect_syslog, detect_tftp, detect_radius, detect_coap] {
+        for detect in [
+            detect_dhcp,
+            detect_ntp,
+            detect_syslog,
+            detect_tftp,
+            detect_radius,
+            detect_coap,
+        ] {
             assert!(no_panic(detect, seed) > 0);
         }
     }

@@ -6,11 +6,13 @@ use crate::dpi::testutil::*;
 
 /// os_detected.pcapng: the first bytes of a draft-29 client Initial (long header 0xc4,
 /// version 0xff00001d, 8-byte DCID, empty SCID, no token); the datagram is 1252 bytes.
-const DRAFT29_INITIAL: &[u8] = b"\xc4\xff\x00\x00\x1d\x08\x9f\x0f\xc9\x3b\x4e\xde\x36\x32\x00\x00\x44\xca\x99\xf1";
+const DRAFT29_INITIAL: &[u8] =
+    b"\xc4\xff\x00\x00\x1d\x08\x9f\x0f\xc9\x3b\x4e\xde\x36\x32\x00\x00\x44\xca\x99\xf1";
 
 /// quic_q43.pcap: Google QUIC Q043 public header (flags 0x0d, 8-byte connection id,
 /// version, packet number) and the start of the CHLO.
-const Q043: &[u8] = b"\x0d\x3c\x77\xbd\x8f\x89\x15\xf9\x51\x51\x30\x34\x33\x01\xd4\xa6\xcc\x79\xcf\x57CHLO";
+const Q043: &[u8] =
+    b"\x0d\x3c\x77\xbd\x8f\x89\x15\xf9\x51\x51\x30\x34\x33\x01\xd4\xa6\xcc\x79\xcf\x57CHLO";
 
 #[test]
 fn ietf_initial_padded_to_1200_is_strong() {

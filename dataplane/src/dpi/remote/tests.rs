@@ -1,9 +1,9 @@
 //! RDP, Telnet and Git tests.
 
 use super::*;
+use crate::dpi::Transport;
 use crate::dpi::fixtures::*;
 use crate::dpi::testutil::*;
-use crate::dpi::Transport;
 
 #[test]
 fn rdp_over_tcp() {
@@ -28,11 +28,25 @@ fn rdp_over_udp_syn() {
 
 #[test]
 fn telnet_negotiation() {
-    assert_eq!(detect_telnet(&tcp_c2s(TELNET_NEGOTIATION)), strong(App::Telnet));
-    assert_eq!(detect_telnet(&tcp_s2c(b"\xff\xfd%")), Hit::Weak(App::Telnet));
-    assert_eq!(classify(Transport::Tcp, 23, &[(S2C, b"\xff\xfd%")]).0, App::Telnet);
+    assert_eq!(
+        detect_telnet(&tcp_c2s(TELNET_NEGOTIATION)),
+        strong(App::Telnet)
+    );
+    assert_eq!(
+        detect_telnet(&tcp_s2c(b"\xff\xfd%")),
+        Hit::Weak(App::Telnet)
+    );
+    assert_eq!(
+        classify(Transport::Tcp, 23, &[(S2C, b"\xff\xfd%")]).0,
+        App::Telnet
+    );
     // Sub-negotiation (terminal type) then text.
-    assert_eq!(detect_telnet(&tcp_c2s(b"\xff\xfa\x18\x00xterm\xff\xf0\xff\xfb\x01login: ")), strong(App::Telnet));
+    assert_eq!(
+        detect_telnet(&tcp_c2s(
+            b"\xff\xfa\x18\x00xterm\xff\xf0\xff\xfb\x01login: "
+        )),
+        strong(App::Telnet)
+    );
     assert_eq!(detect_telnet(&tcp_c2s(b"\xff\xf9")), Hit::Miss);
     assert_eq!(detect_telnet(&tcp_c2s(b"\xff\xfa\x18\x00xterm")), Hit::Miss);
 }

@@ -1,9 +1,9 @@
 //! TLS detector and ClientHello walker tests.
 
 use super::*;
+use crate::dpi::Transport;
 use crate::dpi::fixtures::{HTTP_GET, TLS_ALERT, TLS_CLIENT_HELLO};
 use crate::dpi::testutil::*;
-use crate::dpi::Transport;
 
 /// A TLS 1.2 ServerHello (RFC 5246 section 7.4.1.3): version 3.3, random, empty session
 /// id, cipher 0xc02f, null compression, renegotiation_info.
@@ -34,10 +34,21 @@ fn other_records_are_weak_and_confirm_on_443() {
     assert_eq!(detect(&tcp_s2c(TLS_ALERT)), Hit::Weak(App::Tls));
     let app_data = b"\x17\x03\x03\x00\x20abcdefghabcdefghabcdefghabcdefgh";
     assert_eq!(detect(&tcp_c2s(app_data)), Hit::Weak(App::Tls));
-    assert_eq!(classify(Transport::Tcp, 443, &[(C2S, app_data)]).0, App::Tls);
-    assert_eq!(classify(Transport::Tcp, NEUTRAL_PORT, &[(C2S, app_data)]).0, App::Unknown);
     assert_eq!(
-        classify(Transport::Tcp, NEUTRAL_PORT, &[(C2S, app_data), (S2C, app_data)]).0,
+        classify(Transport::Tcp, 443, &[(C2S, app_data)]).0,
+        App::Tls
+    );
+    assert_eq!(
+        classify(Transport::Tcp, NEUTRAL_PORT, &[(C2S, app_data)]).0,
+        App::Unknown
+    );
+    assert_eq!(
+        classify(
+            Transport::Tcp,
+            NEUTRAL_PORT,
+            &[(C2S, app_data), (S2C, app_data)]
+        )
+        .0,
         App::Tls
     );
 }
@@ -76,7 +87,15 @@ fn client_hello_facts() {
     let alpn: Vec<&[u8]> = h.alpn().collect();
     assert_eq!(
         alpn,
-        [&b"h2"[..], b"h2-16", b"h2-15", b"h2-14", b"spdy/3.1", b"spdy/3", b"http/1.1"]
+        [
+            &b"h2"[..],
+            b"h2-16",
+            b"h2-15",
+            b"h2-14",
+            b"spdy/3.1",
+            b"spdy/3",
+            b"http/1.1"
+        ]
     );
     assert!(h.offers_alpn(b"h2"));
     assert!(!h.offers_alpn(b"h3"));
@@ -84,9 +103,7 @@ fn client_hello_facts() {
 
 #[test]
 fn client_hello_facts_agree_with_tls_parser() {
-    use tls_parser::{
-        parse_tls_plaintext, SNIType, TlsExtension, TlsMessage, TlsMessageHandshake,
-    };
+    use tls_parser::{SNIType, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_plaintext};
     let (_, rec) = parse_tls_plaintext(TLS_CLIENT_HELLO).expect("tls-parser parses it");
     let Some(TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch))) = rec.msg.first() else {
         panic!("not a ClientHello");
@@ -134,7 +151,9 @@ fn tls13_version_comes_from_supported_versions() {
     let mut body = vec![0x03, 0x03];
     body.extend_from_slice(&[0u8; 32]); // random
     body.extend_from_slice(&[0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]); // sid, ciphers, comp
-    let ext = [0x00, 0x2b, 0x00, 0x07, 0x06, 0x5a, 0x5a, 0x03, 0x04, 0x03, 0x03];
+    let ext = [
+        0x00, 0x2b, 0x00, 0x07, 0x06, 0x5a, 0x5a, 0x03, 0x04, 0x03, 0x03,
+    ];
     body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
     body.extend_from_slice(&ext);
     let mut msg = vec![0x01, 0x00, 0x00, body.len() as u8];
