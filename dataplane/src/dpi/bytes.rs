@@ -55,11 +55,6 @@ pub(crate) fn is_text(b: u8) -> bool {
     b == b'\t' || (0x20..0x7f).contains(&b)
 }
 
-/// Whether every byte of `d` is printable ASCII (or tab, CR, LF).
-pub(crate) fn all_text(d: &[u8]) -> bool {
-    d.iter().all(|&b| is_text(b) || b == b'\r' || b == b'\n')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,7 +78,6 @@ mod tests {
         assert!(contains_ci(b"220 mail ESMTP ready", b"esmtp"));
         assert_eq!(first_line(b"abc\r\ndef"), Some(&b"abc"[..]));
         assert_eq!(first_line(b"abc"), None);
-        assert!(all_text(b"a b\r\n"));
-        assert!(!all_text(b"a\0"));
+        assert!(is_text(b' ') && is_text(b'\t') && !is_text(0) && !is_text(0x7f));
     }
 }

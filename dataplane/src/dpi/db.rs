@@ -33,11 +33,11 @@ pub(super) fn detect_mysql(p: &Pkt<'_>) -> Hit {
         }
         return Hit::Miss;
     }
-    if seq == 0 && u8_at(d, 4) == Some(0xff) && len >= 3 && !p.from_client() && p.first() {
+    if seq == 0 && u8_at(d, 4) == Some(0xff) && len >= 3 && !p.c2s() && p.first() {
         // Connection refused before the greeting: ERR packet, "Host ... is not allowed".
         return Hit::Weak(App::Mysql);
     }
-    if seq == 1 && p.from_client() && len >= 32 {
+    if seq == 1 && p.c2s() && len >= 32 {
         // HandshakeResponse41: capabilities with CLIENT_PROTOCOL_41, then 23 filler bytes,
         // zero but for MariaDB's extended capabilities in the last 4.
         let caps = le32(d, 4).unwrap_or(0);
@@ -53,7 +53,7 @@ pub(super) fn detect_mysql(p: &Pkt<'_>) -> Hit {
 /// authentication request from the server.
 pub(super) fn detect_postgresql(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if p.from_client() {
+    if p.c2s() {
         let (Some(len), Some(code)) = (be32(d, 0), be32(d, 4)) else {
             return Hit::Miss;
         };
@@ -151,7 +151,7 @@ pub(super) fn detect_mssql(p: &Pkt<'_>) -> Hit {
             }
         }
         // Tabular result: the first token is one a server sends first.
-        0x04 if exact && !p.from_client() => match u8_at(body, 0) {
+        0x04 if exact && !p.c2s() => match u8_at(body, 0) {
             Some(0xfd | 0xfe | 0xff | 0x81 | 0xaa | 0xab | 0xad | 0xe3 | 0x79) => {
                 Hit::Strong(App::Mssql)
             }
@@ -202,7 +202,7 @@ pub(super) fn detect_oracle(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     }
     match ty {
-        1 if p.from_client() => {
+        1 if p.c2s() => {
             let (Some(ver), Some(compat)) = (be16(d, 8), be16(d, 10)) else {
                 return Hit::Miss;
             };
@@ -212,12 +212,12 @@ pub(super) fn detect_oracle(p: &Pkt<'_>) -> Hit {
                 Hit::Miss
             }
         }
-        2 | 4 | 5 if !p.from_client() && p.first() => match be16(d, 8) {
+        2 | 4 | 5 if !p.c2s() && p.first() => match be16(d, 8) {
             Some(300..=400) => Hit::Strong(App::Oracle),
             _ if ty != 2 => Hit::Weak(App::Oracle),
             _ => Hit::Miss,
         },
-        11 if !p.from_client() && p.first() && len == 8 => Hit::Weak(App::Oracle),
+        11 if !p.c2s() && p.first() && len == 8 => Hit::Weak(App::Oracle),
         _ => Hit::Miss,
     }
 }
@@ -230,7 +230,7 @@ pub(super) fn detect_mongodb(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let len = len as usize;
-    if len < 21 || len > 48_000_000 || len < d.len() {
+    if !(21..=48_000_000).contains(&len) || len < d.len() {
         return Hit::Miss;
     }
     let exact = len == d.len();
@@ -254,7 +254,7 @@ pub(super) fn detect_mongodb(p: &Pkt<'_>) -> Hit {
             strong_or_weak(ok)
         }
         // OP_REPLY: answers a request; cursor, starting-from, number returned, documents.
-        1 if response_to != 0 && !p.from_client() => strong_or_weak(len >= 36),
+        1 if response_to != 0 && !p.c2s() => strong_or_weak(len >= 36),
         // OP_COMPRESSED: original opcode, size, compressor (noop, snappy, zlib, zstd).
         2012 => strong_or_weak(
             matches!(le32(d, 16), Some(2013 | 2004 | 1)) && matches!(u8_at(d, 24), Some(0..=3)),
@@ -276,7 +276,7 @@ pub(super) fn detect_cassandra(p: &Pkt<'_>) -> Hit {
     };
     let response = ver & 0x80 != 0;
     let v = ver & 0x7f;
-    if !(1..=5).contains(&v) || flags & !0x1f != 0 || response == p.from_client() {
+    if !(1..=5).contains(&v) || flags & !0x1f != 0 || response == p.c2s() {
         return Hit::Miss;
     }
     let (op_at, hdr) = if v <= 2 { (3, 8) } else { (4, 9) };
@@ -322,14 +322,14 @@ pub(super) fn detect_redis(p: &Pkt<'_>) -> Hit {
         }
         return Hit::Miss;
     }
-    if !p.from_client()
+    if !p.c2s()
         && (d.starts_with(b"-NOAUTH ")
             || d.starts_with(b"-DENIED Redis")
             || d.starts_with(b"-ERR unknown command"))
     {
         return Hit::Strong(App::Redis);
     }
-    if d == b"+PONG\r\n" || (p.from_client() && d.eq_ignore_ascii_case(b"PING\r\n")) {
+    if d == b"+PONG\r\n" || (p.c2s() && d.eq_ignore_ascii_case(b"PING\r\n")) {
         return Hit::Weak(App::Redis);
     }
     Hit::Miss
@@ -361,7 +361,7 @@ pub(super) fn detect_memcached(p: &Pkt<'_>) -> Hit {
             && dtype == 0
             && u32::from(klen) + u32::from(elen) <= body
             && body as usize + 24 == d.len()
-            && (m == 0x80) == p.from_client();
+            && (m == 0x80) == p.c2s();
         return if ok {
             Hit::Strong(App::Memcached)
         } else {

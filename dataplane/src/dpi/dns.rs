@@ -134,10 +134,11 @@ pub(super) fn detect_netbios(p: &Pkt<'_>) -> Hit {
     // Datagram service (RFC 1002 section 4.4.1): type 0x10-0x12 (direct unique, direct
     // group, broadcast), flags in the low nibble, then id, source IP and port, and a
     // datagram length counting from offset 14.
-    if let (Some(0x10..=0x12), Some(flags), Some(len)) = (u8_at(d, 0), u8_at(d, 1), be16(d, 10)) {
-        if flags & 0xf0 == 0 && usize::from(len) + 14 == d.len() {
-            return Hit::Strong(App::Netbios);
-        }
+    if let (Some(0x10..=0x12), Some(flags), Some(len)) = (u8_at(d, 0), u8_at(d, 1), be16(d, 10))
+        && flags & 0xf0 == 0
+        && usize::from(len) + 14 == d.len()
+    {
+        return Hit::Strong(App::Netbios);
     }
     let sh = shape(d);
     if sh != Shape::No {

@@ -35,7 +35,7 @@ const HTTP_METHODS: &[&[u8]] = &[
 ];
 
 fn known_method(m: &str) -> bool {
-    HTTP_METHODS.iter().any(|k| *k == m.as_bytes())
+    HTTP_METHODS.contains(&m.as_bytes())
 }
 
 pub(super) fn detect_http(p: &Pkt<'_>) -> Hit {
@@ -194,7 +194,7 @@ pub(super) fn detect_h2(p: &Pkt<'_>) -> Hit {
         rest
     } else if p.seen(App::Http2) {
         d
-    } else if p.from_client() && p.first() && d.len() >= 16 && PREFACE.starts_with(d) {
+    } else if p.c2s() && p.first() && d.len() >= 16 && PREFACE.starts_with(d) {
         return Hit::Weak(App::Http2);
     } else {
         return Hit::Miss;

@@ -24,7 +24,7 @@ fn command(d: &[u8], cmds: &[&[u8]]) -> bool {
 
 pub(super) fn detect_ftp(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         if let Some(line) = reply(d, b"220") {
             return if contains_ci(line, b"FTP") {
                 Hit::Strong(App::Ftp)
@@ -62,7 +62,7 @@ pub(super) fn detect_ftp(p: &Pkt<'_>) -> Hit {
 
 pub(super) fn detect_smtp(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         if let Some(line) = reply(d, b"220") {
             return if contains_ci(line, b"SMTP") {
                 Hit::Strong(App::Smtp)
@@ -82,7 +82,7 @@ pub(super) fn detect_smtp(p: &Pkt<'_>) -> Hit {
 
 pub(super) fn detect_imap(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         if (d.starts_with(b"* OK") || d.starts_with(b"* PREAUTH") || d.starts_with(b"* BYE"))
             && first_line(d).is_some()
         {
@@ -125,7 +125,7 @@ pub(super) fn detect_imap(p: &Pkt<'_>) -> Hit {
 
 pub(super) fn detect_pop3(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         // "+OK text": a bare "+OK\r\n" is also a Redis or NATS reply.
         return match reply(d, b"+OK") {
             Some(line) if line.len() > 4 && p.first() => Hit::Strong(App::Pop3),

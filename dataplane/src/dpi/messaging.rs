@@ -78,7 +78,7 @@ pub(super) fn detect_mqtt(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let body = d.get(1 + n..).unwrap_or_default();
-    if first == 0x10 && p.from_client() {
+    if first == 0x10 && p.c2s() {
         let name_len = be16(body, 0).map(usize::from);
         let name = name_len.and_then(|l| body.get(2..2 + l));
         let level = name_len.and_then(|l| u8_at(body, 2 + l));
@@ -136,7 +136,7 @@ pub(super) fn detect_nats(p: &Pkt<'_>) -> Hit {
 /// (nullable string); the size must match the payload.
 pub(super) fn detect_kafka(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         return Hit::Miss;
     }
     let (Some(size), Some(key), Some(ver), Some(corr), Some(cid_len)) =
@@ -162,7 +162,7 @@ pub(super) fn detect_kafka(p: &Pkt<'_>) -> Hit {
 /// weakly.
 pub(super) fn detect_zookeeper(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if p.from_client() && p.first() {
+    if p.c2s() && p.first() {
         if matches!(be32(d, 0), Some(44 | 45))
             && d.len() == be32(d, 0).unwrap_or(0) as usize + 4
             && be32(d, 4) == Some(0)

@@ -10,7 +10,7 @@
 //!   between detectors that matched the same payload (DNS vs mDNS on 5353, FTP vs SMTP on a
 //!   bare `220 ` greeting), or confirms *weak* payload evidence (see below). A flow whose
 //!   payload matches nothing stays [`App::Unknown`], whatever its port.
-//! - **Strong and weak evidence.** A detector answers per packet with a [`Hit`]: `Strong`
+//! - **Strong and weak evidence.** A detector answers per packet with a `Hit`: `Strong`
 //!   (the bytes are this protocol's opening or a self-describing frame: decide now) or `Weak`
 //!   (consistent with the protocol but short or generic, e.g. a TFTP DATA block or a `220 `
 //!   greeting). A weak hit decides when a second packet of the flow gives weak or strong
@@ -25,6 +25,21 @@
 //!   (a 1.8 kB TLS ClientHello, a long HTTP request line).
 //! - **Never panics**, whatever the input: every read is bounds-checked (`get`), and the
 //!   tests run every detector over random and truncated inputs.
+//!
+//! # Known limits
+//!
+//! - HTTP/2 over TLS is reported as [`App::Tls`]: the protocol inside is encrypted, and the
+//!   ALPN offer (`h2`) is in [`TlsHello`] for reports and rules that want it. Likewise for
+//!   every TLS-wrapped protocol (IMAPS, LDAPS, ...). h2c reached through an HTTP/1.1
+//!   `Upgrade: h2c` is reported as [`App::Http`] (its first message is HTTP/1.1). An h2c
+//!   flow whose first HEADERS frame is not seen within the budget stays unknown.
+//! - A flow caught mid-stream is identified only when its later messages describe
+//!   themselves (TLS records, AMQP, MQTT, TDS, MongoDB, DNS, ...); line protocols need their
+//!   greeting or first command.
+//! - RDP over UDP is recognised from its SYN datagram only.
+//!
+//! `tests/dpi_corpus_probe.rs` replays the nDPI captures in `shared/dpi-corpus` and prints
+//! how often this module agrees with nDPI, per application (a development probe).
 //!
 //! # Crates and hand-written code
 //!
@@ -275,7 +290,7 @@ pub(crate) struct Pkt<'a> {
 
 impl Pkt<'_> {
     /// From the session opener.
-    pub(crate) fn from_client(&self) -> bool {
+    pub(crate) fn c2s(&self) -> bool {
         self.dir == Dir::ClientToServer
     }
 

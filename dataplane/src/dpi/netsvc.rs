@@ -39,8 +39,10 @@ pub(super) fn detect_ntp(p: &Pkt<'_>) -> Hit {
         1..=5 => {
             let stratum = u8_at(d, 1).unwrap_or(u8::MAX);
             // 48 bytes, + key id and MD5 (20) or SHA-1 (24) digest, or v4 extension fields.
-            let size_ok =
-                len == 48 || len == 68 || len == 72 || (len > 48 && len % 4 == 0 && len <= 1024);
+            let size_ok = len == 48
+                || len == 68
+                || len == 72
+                || (len > 48 && len.is_multiple_of(4) && len <= 1024);
             if size_ok && stratum <= 16 {
                 Hit::Strong(App::Ntp)
             } else {
@@ -84,12 +86,12 @@ pub(super) fn detect_ntp(p: &Pkt<'_>) -> Hit {
 /// preceded by an octet count (`123 <PRI>...`).
 pub(super) fn detect_syslog(p: &Pkt<'_>) -> Hit {
     let mut d = p.data;
-    if p.tcp() {
-        if let Some(sp) = d.iter().take(6).position(|&b| b == b' ') {
-            if sp > 0 && d[..sp].iter().all(u8::is_ascii_digit) {
-                d = &d[sp + 1..];
-            }
-        }
+    if p.tcp()
+        && let Some(sp) = d.iter().take(6).position(|&b| b == b' ')
+        && sp > 0
+        && d[..sp].iter().all(u8::is_ascii_digit)
+    {
+        d = &d[sp + 1..];
     }
     let Some(rest) = d.strip_prefix(b"<") else {
         return Hit::Miss;

@@ -39,7 +39,7 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
         }
         if v == 0 {
             // Version negotiation, from the server.
-            return if p.from_client() {
+            return if p.c2s() {
                 Hit::Miss
             } else {
                 Hit::Weak(App::Quic)
@@ -49,7 +49,7 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
             return Hit::Miss;
         }
         let initial = if v == 0x6b33_43cf { 0x10 } else { 0x00 };
-        if !p.from_client() {
+        if !p.c2s() {
             return Hit::Strong(App::Quic);
         }
         return if b0 & 0x30 == initial && d.len() >= 1200 {

@@ -85,7 +85,7 @@ pub(super) fn detect_telnet(p: &Pkt<'_>) -> Hit {
 /// `git-upload-pack`, `git-receive-pack` or `git-upload-archive` and a path.
 pub(super) fn detect_git(p: &Pkt<'_>) -> Hit {
     let d = p.data;
-    if !p.from_client() {
+    if !p.c2s() {
         return Hit::Miss;
     }
     let Some(hex) = d.get(..4) else {

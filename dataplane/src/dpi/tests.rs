@@ -57,7 +57,7 @@ fn names_round_trip_and_all_is_in_discriminant_order() {
 
 #[test]
 fn state_is_small() {
-    assert!(std::mem::size_of::<State>() <= 16);
+    assert!(size_of::<State>() <= 16);
 }
 
 #[test]

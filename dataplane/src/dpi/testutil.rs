@@ -106,7 +106,7 @@ impl Rng {
 pub(crate) fn no_panic(detect: fn(&Pkt<'_>) -> Hit, seed: &[u8]) -> usize {
     let mut rng = Rng::new(seed.len() as u64 ^ 0x9e37_79b9_7f4a_7c15);
     let mut tried = 0;
-    let mut run = |data: &[u8], rng: &mut Rng| {
+    let run = |data: &[u8], rng: &mut Rng| {
         for transport in [Transport::Tcp, Transport::Udp] {
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
                 let p = pkt(transport, dir, (rng.next() % 3) as u8, NEUTRAL_PORT, data);

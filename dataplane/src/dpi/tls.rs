@@ -41,8 +41,8 @@ pub(super) fn detect(p: &Pkt<'_>) -> Hit {
     // A hello fits its record (a hello fragmented over records is legal but not seen).
     let fits = hs_len >= 38 && hs_len + 4 <= u32::from(len);
     match hs {
-        CLIENT_HELLO if p.from_client() && hello_version && fits => Hit::Strong(App::Tls),
-        SERVER_HELLO if !p.from_client() && hello_version && fits => Hit::Strong(App::Tls),
+        CLIENT_HELLO if p.c2s() && hello_version && fits => Hit::Strong(App::Tls),
+        SERVER_HELLO if !p.c2s() && hello_version && fits => Hit::Strong(App::Tls),
         _ => Hit::Weak(App::Tls),
     }
 }
@@ -60,7 +60,7 @@ fn sslv2_client_hello(p: &Pkt<'_>) -> Hit {
         return Hit::Miss;
     };
     let len = usize::from(b0 & 0x7f) << 8 | usize::from(b1);
-    let ok = p.from_client()
+    let ok = p.c2s()
         && p.first()
         && b0 & 0x80 != 0
         && matches!(ver, 0x0002 | 0x0300..=0x0303)
