@@ -313,22 +313,22 @@ impl<H> Pipeline<H> {
             }
         };
         let session = tracked.session;
-        if let Some(transport) = transport {
-            if !session.ext.dpi.done() {
-                let payload = ip.l4.payload();
-                if !payload.is_empty() {
-                    self.counters.inspected.add(1);
-                    let flow = dpi::Flow {
-                        transport,
-                        client_port: session.client().port(),
-                        server_port: session.server().port(),
-                    };
-                    let dir = match tracked.dir {
-                        conntrack::Dir::ClientToServer => dpi::Dir::ClientToServer,
-                        conntrack::Dir::ServerToClient => dpi::Dir::ServerToClient,
-                    };
-                    session.ext.dpi.inspect(&flow, dir, payload);
-                }
+        if let Some(transport) = transport
+            && !session.ext.dpi.done()
+        {
+            let payload = ip.l4.payload();
+            if !payload.is_empty() {
+                self.counters.inspected.add(1);
+                let flow = dpi::Flow {
+                    transport,
+                    client_port: session.client().port(),
+                    server_port: session.server().port(),
+                };
+                let dir = match tracked.dir {
+                    conntrack::Dir::ClientToServer => dpi::Dir::ClientToServer,
+                    conntrack::Dir::ServerToClient => dpi::Dir::ServerToClient,
+                };
+                session.ext.dpi.inspect(&flow, dir, payload);
             }
         }
         Verdict::Forward
