@@ -182,3 +182,56 @@ fn palisade_check_validates_the_whole_file() {
         )
     );
 }
+
+#[test]
+fn dp_classify_prints_flows_as_text_and_json() {
+    let pcap = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dpi/http-port8081.pcap");
+    let o = run(
+        "palisade-dp",
+        &["classify", pcap.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one flow: {out}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["proto"], "tcp");
+    assert_eq!(v["app"], "http");
+    assert_eq!(v["server"], "198.18.200.2:8081");
+    assert!(v["client"].as_str().unwrap().starts_with("198.18.200.1:"));
+    let (p, b) = (v["packets"].as_u64().unwrap(), v["bytes"].as_u64().unwrap());
+    assert_eq!(
+        p,
+        v["client_packets"].as_u64().unwrap() + v["server_packets"].as_u64().unwrap()
+    );
+    assert!(p >= 8 && b > 500, "{v}");
+    // The totals go to stderr as JSON.
+    let summary: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(summary["summary"]["flows"], 1);
+
+    let o = run("palisade-dp", &["classify", pcap.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("198.18.200.2:8081") && text.contains(" http "),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("flows 1"), "{text}");
+}
+
+#[test]
+fn dp_classify_refuses_what_is_not_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.pcap");
+    std::fs::write(&f, b"this is not a capture file at all").unwrap();
+    let o = run("palisade-dp", &["classify", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "palisade-dp: error: {} is not a pcap or pcapng file",
+            f.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
