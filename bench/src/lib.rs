@@ -55,6 +55,54 @@ pub fn testpmd_cycles_per_packet(line: &str) -> Option<f64> {
         .ok()
 }
 
+/// Reads the TSC frequency from testpmd's `... at 2450 MHz Clock` summary, in Hz.
+pub fn testpmd_tsc_hz(line: &str) -> Option<u64> {
+    let mhz: u64 = line
+        .split(" at ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    line.contains("MHz Clock").then_some(mhz * 1_000_000)
+}
+
+/// A criterion result: the mean time per iteration in nanoseconds, from
+/// `<dir>/<group>/<id>/new/estimates.json`.
+pub fn criterion_mean_ns(dir: &std::path::Path, group: &str, id: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join(group).join(id).join("new/estimates.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("mean")?.get("point_estimate")?.as_f64()
+}
+
+/// One step of the pipeline micro-benchmarks, in time and cycles.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// `parse`, `conntrack_hit`, `conntrack_insert`, `dpi_first_packet`, `established`.
+    pub name: String,
+    /// Table size or payload the step ran at.
+    pub at: String,
+    /// Mean nanoseconds per packet (criterion).
+    pub ns: f64,
+    /// The same in TSC cycles.
+    pub cycles: f64,
+}
+
+/// The pipeline micro-benchmarks next to testpmd's cost per packet, measured in one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineReport {
+    /// TSC frequency the cycles are computed with (as testpmd reported it).
+    pub tsc_hz: u64,
+    /// The reference.
+    pub reference: String,
+    /// testpmd io-forward's busy cycles per packet, null -> null, best round of this run.
+    pub reference_cycles_per_packet: f64,
+    /// Every step.
+    pub steps: Vec<Step>,
+    /// The goal for `established`: cycles per packet.
+    pub established_goal_cycles: f64,
+}
+
 /// Reads `cycles_per_packet="…"` from palisade-dp's `worker counters` line.
 pub fn dp_cycles_per_packet(line: &str) -> Option<f64> {
     if !line.contains("worker counters") {
@@ -132,10 +180,13 @@ pub struct Report {
     pub machine: String,
     /// One entry per scenario.
     pub scenarios: Vec<ScenarioReport>,
+    /// The pipeline micro-benchmarks, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineReport>,
 }
 
 /// One scenario's result.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ScenarioReport {
     /// Scenario name.
     pub name: String,
@@ -174,6 +225,8 @@ pub struct ScenarioReport {
     pub reference_rounds_cycles_per_packet: Vec<f64>,
     /// Every round's cycles per packet, in run order.
     pub palisade_rounds_cycles_per_packet: Vec<f64>,
+    /// TSC frequency as testpmd reported it, Hz.
+    pub tsc_hz: Option<u64>,
     /// palisade-dp's EAL initialisation time per round, ms.
     pub palisade_eal_init_ms: Vec<f64>,
 }

@@ -51,7 +51,11 @@ struct Cli {
     /// dpdk-testpmd binary.
     #[arg(long, default_value = "dpdk-testpmd")]
     testpmd: PathBuf,
-    /// Scenarios to run (default: all). Known: forward (memif -> null), null (null -> null).
+    /// Where criterion keeps its results (for the `pipeline` scenario).
+    #[arg(long, default_value = "target/criterion")]
+    criterion: PathBuf,
+    /// Scenarios to run (default: forward, null). Known: forward (memif -> null), null
+    /// (null -> null), pipeline (the criterion micro-benchmarks in cycles, next to testpmd's).
     scenarios: Vec<String>,
 }
 
@@ -219,6 +223,7 @@ struct Round {
     offered_pps: f64,
     cycles_per_packet: Option<f64>,
     eal_init_ms: Option<f64>,
+    tsc_hz: Option<u64>,
 }
 
 impl Forward<'_> {
@@ -374,11 +379,13 @@ impl Forward<'_> {
             .iter()
             .rev()
             .find_map(|l| testpmd_cycles_per_packet(l).or_else(|| dp_cycles_per_packet(l)));
+        let tsc_hz = dut_lines.iter().find_map(|l| bench::testpmd_tsc_hz(l));
         Ok(Round {
             rate_pps,
             offered_pps,
             cycles_per_packet,
             eal_init_ms,
+            tsc_hz,
         })
     }
 }
@@ -432,6 +439,7 @@ fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
     let (mut reference, mut palisade, mut offered, mut eal) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ref_cpp, mut dp_cpp) = (Vec::new(), Vec::new());
+    let mut tsc_hz = None;
     for r in 0..rounds {
         for which in [Dut::Reference, Dut::Palisade] {
             let res = fw.round(which, r, seconds, dir.path())?;
@@ -447,6 +455,7 @@ fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
                 Dut::Reference => {
                     reference.push(mpps);
                     ref_cpp.extend(res.cycles_per_packet);
+                    tsc_hz = tsc_hz.or(res.tsc_hz);
                 }
                 Dut::Palisade => {
                     palisade.push(mpps);
@@ -503,6 +512,49 @@ fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
         reference_rounds_cycles_per_packet: ref_cpp,
         palisade_rounds_cycles_per_packet: dp_cpp,
         palisade_eal_init_ms: eal,
+        tsc_hz,
+    })
+}
+
+/// The criterion micro-benchmarks (`cargo bench -p bench --bench pipeline`, run by
+/// scripts/bench.sh just before) in cycles, next to testpmd's cycles per packet from the
+/// `null` scenario of this same invocation.
+fn pipeline_report(cli: &Cli, null: &ScenarioReport) -> Result<bench::PipelineReport, String> {
+    let tsc_hz = null
+        .tsc_hz
+        .ok_or("testpmd did not report its TSC frequency")?;
+    let ghz = tsc_hz as f64 / 1e9;
+    let mut steps = Vec::new();
+    let sizes = ["1000", "100000", "1000000"];
+    let wanted: Vec<(&str, Vec<&str>)> = vec![
+        ("parse", vec!["ipv4_tcp"]),
+        ("conntrack_hit", sizes.to_vec()),
+        ("conntrack_insert", sizes.to_vec()),
+        ("dpi_first_packet", vec!["http", "tls"]),
+        ("established", sizes.to_vec()),
+    ];
+    for (group, ids) in wanted {
+        for id in ids {
+            let ns = bench::criterion_mean_ns(&cli.criterion, group, id).ok_or_else(|| {
+                format!(
+                    "no criterion result {group}/{id} under {}: run `cargo bench -p bench --bench pipeline` first",
+                    cli.criterion.display()
+                )
+            })?;
+            steps.push(bench::Step {
+                name: group.into(),
+                at: id.into(),
+                ns,
+                cycles: ns * ghz,
+            });
+        }
+    }
+    Ok(bench::PipelineReport {
+        tsc_hz,
+        reference: "dpdk-testpmd --forward-mode=io, null -> null".into(),
+        reference_cycles_per_packet: null.reference_cycles_per_packet,
+        steps,
+        established_goal_cycles: 100.0,
     })
 }
 
@@ -517,12 +569,30 @@ fn main() -> ExitCode {
         commit: commit(),
         machine: machine(),
         scenarios: Vec::new(),
+        pipeline: None,
     };
     for s in &wanted {
         let res = match s.as_str() {
             "forward" => run_forward(&cli, Source::Memif),
             "null" => run_forward(&cli, Source::Null),
-            other => Err(format!("unknown scenario `{other}`; known: forward, null")),
+            "pipeline" => {
+                // Needs testpmd's cycles per packet from this run: the null scenario.
+                let null = match report.scenarios.iter().find(|s| s.name == "null") {
+                    Some(n) => Ok(n.clone()),
+                    None => run_forward(&cli, Source::Null)
+                        .inspect(|n| report.scenarios.push(n.clone())),
+                };
+                match null.and_then(|n| pipeline_report(&cli, &n)) {
+                    Ok(p) => {
+                        report.pipeline = Some(p);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => Err(format!(
+                "unknown scenario `{other}`; known: forward, null, pipeline"
+            )),
         };
         match res {
             Ok(r) => report.scenarios.push(r),
@@ -557,6 +627,21 @@ fn main() -> ExitCode {
             s.cycle_ratio,
             s.offered_mpps
         );
+    }
+    if let Some(p) = &report.pipeline {
+        println!();
+        println!(
+            "pipeline step, cycles per packet at {:.2} GHz (testpmd io-forward, null -> null: {:.1}; goal for established: {:.0})",
+            p.tsc_hz as f64 / 1e9,
+            p.reference_cycles_per_packet,
+            p.established_goal_cycles
+        );
+        for st in &p.steps {
+            println!(
+                "{:<18} {:>9} {:>8.1} ns {:>8.1} cycles",
+                st.name, st.at, st.ns, st.cycles
+            );
+        }
     }
     if let Some(parent) = cli.out.parent() {
         let _ = std::fs::create_dir_all(parent);

@@ -176,7 +176,7 @@ pub struct Pipeline<H> {
 
 fn flow_key(ip: &wire::Ip<'_>) -> (FlowKey, conntrack::Side) {
     let (sp, dp) = ip.l4.ports();
-    FlowKey::new(ip.proto, ip.src, sp, ip.dst, dp)
+    FlowKey::new(ip.proto, ip.src.ip(), sp, ip.dst.ip(), dp)
 }
 
 impl<H> Pipeline<H> {
@@ -249,8 +249,8 @@ impl<H> Pipeline<H> {
         };
         if let (Some(f), L4::Fragment(data)) = (ip.frag, ip.l4) {
             let key = FragKey {
-                src: ip.src,
-                dst: ip.dst,
+                src: ip.src.ip(),
+                dst: ip.dst.ip(),
                 proto: ip.proto,
                 id: f.id,
             };
@@ -269,8 +269,8 @@ impl<H> Pipeline<H> {
         if let Some(f) = ip.frag {
             // The first fragment: later ones follow its verdict.
             let key = FragKey {
-                src: ip.src,
-                dst: ip.dst,
+                src: ip.src.ip(),
+                dst: ip.dst.ip(),
                 proto: ip.proto,
                 id: f.id,
             };

@@ -74,12 +74,9 @@ fn udp(payload: &[u8]) -> Vec<u8> {
     h
 }
 
-fn ip_of(p: &Packet<'_>) -> Ip<'static> {
+fn ip_of<'a>(p: &Packet<'a>) -> Ip<'a> {
     match p.net {
-        Net::Ip(ip) => Ip {
-            l4: L4::Other(&[]),
-            ..ip
-        },
+        Net::Ip(ip) => ip,
         other => panic!("not IP: {other:?}"),
     }
 }
@@ -93,9 +90,9 @@ fn ipv4_tcp_syn_with_options() {
     let f = eth(0x0800, &ipv4(6, 0x4000, &[], &tcp(0x02, &opts, b"")));
     let p = parse(&f).unwrap();
     assert_eq!(p.ethertype, 0x0800);
-    assert_eq!(p.src_mac, [2, 0, 0, 0, 0, 1]);
+    assert_eq!(*p.src_mac, [2, 0, 0, 0, 0, 1]);
     let Net::Ip(ip) = p.net else { panic!() };
-    assert_eq!(ip.src, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+    assert_eq!(ip.src.ip(), IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
     assert_eq!(
         (ip.proto, ip.ttl, ip.frag),
         (6, 64, None),
