@@ -3,7 +3,9 @@
 # cores, alternating, in one invocation; prints a table and writes target/bench/report.json.
 #
 #   scripts/bench.sh [--quick] [SCENARIO...]   scenarios: forward (memif -> null), null
-#                                              (null -> null, no generator); default: all
+#                                              (null -> null, no generator), pipeline
+#                                              (criterion micro-benchmarks in cycles, next to
+#                                              testpmd's); default: all
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.
@@ -11,4 +13,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cargo build --release --locked -p dataplane --bin palisade-dp -p bench --bin palisade-bench
+# Scenario names are the arguments that are neither flags nor a flag's value.
+scenarios=()
+skip=0
+for a in "$@"; do
+  if ((skip)); then skip=0; continue; fi
+  case $a in
+    --rounds | --seconds | --size | --out | --dp | --testpmd | --criterion) skip=1 ;;
+    -*) ;;
+    *) scenarios+=("$a") ;;
+  esac
+done
+if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; then
+  quick=()
+  [[ " $* " == *" --quick "* ]] && quick=(--warm-up-time 1 --measurement-time 1)
+  cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
+fi
+if ((${#scenarios[@]} == 0)); then
+  set -- "$@" forward null pipeline
+fi
 exec target/release/palisade-bench --dp target/release/palisade-dp "$@"

@@ -185,7 +185,7 @@ fn palisade_check_validates_the_whole_file() {
 
 #[test]
 fn dp_classify_prints_flows_as_text_and_json() {
-    let pcap = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dpi/http-port8081.pcap");
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dpi/http-port8081.pcap");
     let o = run(
         "palisade-dp",
         &["classify", pcap.to_str().unwrap(), "--json"],
