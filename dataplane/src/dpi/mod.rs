@@ -462,6 +462,11 @@ impl State {
             if best.is_none_or(|(r, _)| rank > r) {
                 best = Some((rank, app));
             }
+            if rank == 4 {
+                // Strong on its own port: nothing later can rank higher, and ties go to the
+                // earlier detector; the remaining detectors need not run.
+                break;
+            }
         }
         self.weak |= new_weak;
         best.map(|(_, app)| app)
