@@ -2,6 +2,8 @@
 //! pipeline, with time advancing, must never panic and must account for every frame.
 #![no_main]
 
+use std::cell::Cell;
+
 use dataplane::conntrack::Timestamp;
 use dataplane::pipeline::{Config, Pipeline, Step};
 use libfuzzer_sys::fuzz_target;
@@ -10,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut p) = Pipeline::<u32>::new(Config::with_capacity(64)) else { return };
     let mut rest = data;
     let mut id = 0u32;
-    let mut out = 0u32;
+    let out = Cell::new(0u32);
     let mut held = 0u32;
     let mut now = 1_000_000_000u64;
     while rest.len() >= 2 {
@@ -19,14 +21,16 @@ fuzz_target!(|data: &[u8]| {
         let frame = &body[..len.min(body.len())];
         rest = &body[frame.len()..];
         now += u64::from(id % 7) * 3_000_000_000;
-        match p.process(frame, Timestamp::from_nanos(now), id, |_, _| out += 1, |_| out += 1) {
-            Step::Done(..) => out += 1,
+        let bump = || out.set(out.get() + 1);
+        match p.process(frame, Timestamp::from_nanos(now), id, |_, _| bump(), |_| bump()) {
+            Step::Done(..) => bump(),
             Step::Held => held += 1,
         }
-        p.expire(Timestamp::from_nanos(now), |_| out += 1);
+        p.expire(Timestamp::from_nanos(now), |_| bump());
         id += 1;
     }
     // Everything held is either released, dropped, or still held: never lost or duplicated.
+    let out = out.get();
     assert!(out <= id);
     assert!(out + held >= id);
 });
