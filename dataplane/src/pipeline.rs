@@ -174,9 +174,14 @@ pub struct Pipeline<H> {
     pub counters: Arc<PipelineCounters>,
 }
 
+#[inline]
 fn flow_key(ip: &wire::Ip<'_>) -> (FlowKey, conntrack::Side) {
     let (sp, dp) = ip.l4.ports();
-    FlowKey::new(ip.proto, ip.src.ip(), sp, ip.dst.ip(), dp)
+    match (ip.src, ip.dst) {
+        (wire::Addr::V4(s), wire::Addr::V4(d)) => FlowKey::from_v4(ip.proto, *s, sp, *d, dp),
+        (wire::Addr::V6(s), wire::Addr::V6(d)) => FlowKey::from_v6(ip.proto, *s, sp, *d, dp),
+        (s, d) => FlowKey::new(ip.proto, s.ip(), sp, d.ip(), dp),
+    }
 }
 
 impl<H> Pipeline<H> {

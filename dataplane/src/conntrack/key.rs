@@ -62,8 +62,56 @@ impl FlowKey {
         dst_port: u16,
     ) -> (FlowKey, Side) {
         let v6 = src.is_ipv6() || dst.is_ipv6();
-        let s = addr_words(src);
-        let d = addr_words(dst);
+        Self::from_words(
+            proto,
+            addr_words(src),
+            src_port,
+            addr_words(dst),
+            dst_port,
+            v6,
+        )
+    }
+
+    /// Like [`FlowKey::new`], for two IPv4 addresses given as their bytes (the hot path: no
+    /// `IpAddr` round trip).
+    #[inline]
+    pub fn from_v4(
+        proto: u8,
+        src: [u8; 4],
+        src_port: u16,
+        dst: [u8; 4],
+        dst_port: u16,
+    ) -> (FlowKey, Side) {
+        // IPv4-mapped IPv6 (::ffff:a.b.c.d), as `addr_words` makes it.
+        let w = |a: [u8; 4]| [0, 0xffff_0000_0000 | u64::from(u32::from_be_bytes(a))];
+        Self::from_words(proto, w(src), src_port, w(dst), dst_port, false)
+    }
+
+    /// Like [`FlowKey::new`], for two IPv6 addresses given as their bytes.
+    #[inline]
+    pub fn from_v6(
+        proto: u8,
+        src: [u8; 16],
+        src_port: u16,
+        dst: [u8; 16],
+        dst_port: u16,
+    ) -> (FlowKey, Side) {
+        let w = |a: [u8; 16]| {
+            let x = u128::from_be_bytes(a);
+            [(x >> 64) as u64, x as u64]
+        };
+        Self::from_words(proto, w(src), src_port, w(dst), dst_port, true)
+    }
+
+    #[inline]
+    fn from_words(
+        proto: u8,
+        s: [u64; 2],
+        src_port: u16,
+        d: [u64; 2],
+        dst_port: u16,
+        v6: bool,
+    ) -> (FlowKey, Side) {
         if (s, src_port) <= (d, dst_port) {
             let key = FlowKey {
                 lo_addr: s,

@@ -1245,3 +1245,37 @@ fn layout_is_compact() {
     assert_eq!(size_of::<Session<[u64; 3]>>(), 128);
     assert_eq!(align_of::<ConntrackCounters>(), 64);
 }
+
+#[test]
+fn byte_constructors_match_ipaddr_ones() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let (a, b) = ([198, 18, 0, 1], [198, 18, 0, 2]);
+    for (sp, dp) in [(1000, 80), (80, 1000), (5, 5)] {
+        let by_ip = FlowKey::new(
+            6,
+            IpAddr::V4(Ipv4Addr::from(a)),
+            sp,
+            IpAddr::V4(Ipv4Addr::from(b)),
+            dp,
+        );
+        assert_eq!(FlowKey::from_v4(6, a, sp, b, dp), by_ip);
+        assert_eq!(
+            FlowKey::from_v4(6, b, dp, a, sp),
+            FlowKey::new(
+                6,
+                IpAddr::V4(Ipv4Addr::from(b)),
+                dp,
+                IpAddr::V4(Ipv4Addr::from(a)),
+                sp
+            )
+        );
+    }
+    let (x, y) = (
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+    );
+    assert_eq!(
+        FlowKey::from_v6(17, x.octets(), 53, y.octets(), 40000),
+        FlowKey::new(17, IpAddr::V6(x), 53, IpAddr::V6(y), 40000)
+    );
+}
