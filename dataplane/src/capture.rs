@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use pcap_parser::{Block, Linktype, PcapBlockOwned, PcapError, create_reader};
 
+use crate::bytes::be16;
 use crate::wire::{self, Malformed, Packet, ethertype};
 
 /// One captured frame.
@@ -205,10 +206,6 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
         }
     }
     Ok(cap)
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
 /// An IP packet whose version is in its first nibble.

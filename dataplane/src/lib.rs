@@ -8,6 +8,7 @@
 //! ports and poll-mode workers, and the `palisade-dp` binary. Later layers (`policy`, `report`,
 //! `ctl`) join the core.
 
+mod bytes;
 pub mod capture;
 pub mod classify;
 pub mod config;

@@ -4,8 +4,8 @@
 //! Hand-written: the checks read three or four TLV headers, and their lengths must nest,
 //! which is what tells a BER message from noise. ASN.1 crates decode whole messages.
 
-use super::bytes::{be32, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be32, u8_at};
 
 /// One BER TLV header at `at`: (tag, content length, header length). Low-tag-number form
 /// only; definite lengths of up to 4 bytes.

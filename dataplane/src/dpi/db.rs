@@ -5,8 +5,8 @@
 //! level. Each check is a fixed header plus a length field that must agree with the
 //! payload, which is what makes a binary protocol recognisable from one packet.
 
-use super::bytes::{be16, be32, first_line, is_text, le16, le32, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be16, be32, first_line, is_text, le16, le32, u8_at};
 
 /// MySQL: the server's initial handshake (protocol 10), or the client's handshake response.
 /// <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase.html>

@@ -9,8 +9,8 @@
 //! only on the protocol's own port (so other UDP protocols with a DNS-like first 12 bytes
 //! are not taken for damaged DNS).
 
-use super::bytes::{be16, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be16, u8_at};
 
 /// Outcome of looking at a DNS message.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -8,8 +8,8 @@
 //! `content-type` are walked by hand, comparing the value with its Huffman encoding
 //! instead of decoding it, so gRPC detection needs no decoder and no buffer.
 
-use super::bytes::{be24, first_line, starts_with_ci, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be24, first_line, starts_with_ci, u8_at};
 
 /// Request methods of RFC 9110 and WebDAV (RFC 4918) that start an HTTP/1.x request.
 const HTTP_METHODS: &[&[u8]] = &[

@@ -5,8 +5,8 @@
 //! its text names one (`vsFTPd`, `ESMTP`); the client's first command, or the port, then
 //! settles it. `USER ` is shared by FTP and POP3 the same way.
 
-use super::bytes::{contains_ci, first_line, is_text, starts_with_ci};
 use super::{App, Hit, Pkt};
+use crate::bytes::{contains_ci, first_line, is_text, starts_with_ci};
 
 /// The greeting's first line if `d` starts with `code` followed by `' '` or `'-'`.
 fn reply<'a>(d: &'a [u8], code: &[u8]) -> Option<&'a [u8]> {

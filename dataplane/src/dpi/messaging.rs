@@ -2,8 +2,8 @@
 //! transport protocol. Hand-written (fixed headers and length fields; no crate checks
 //! "is this the opening message" for these).
 
-use super::bytes::{be16, be32, is_text, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be16, be32, is_text, u8_at};
 
 /// AMQP: the protocol header `AMQP` + 4 version bytes (0-9-1: `\0\0\x09\x01`, 0-10:
 /// `\x01\x01\0\x0a`, 1.0: `\0\x01\0\0` and its SASL/TLS variants), or the server's

@@ -59,7 +59,7 @@
 //!   banner prefix.
 
 mod asn1;
-mod bytes;
+
 mod db;
 mod dns;
 mod http;

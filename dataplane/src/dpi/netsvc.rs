@@ -5,8 +5,8 @@
 //!
 //! Hand-written: fixed headers and length fields no crate checks more cheaply.
 
-use super::bytes::{be16, is_text, starts_with_ci, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be16, is_text, starts_with_ci, u8_at};
 
 /// DHCP: a BOOTP message (op 1 or 2, hardware address length <= 16) with the DHCP magic
 /// cookie 0x63825363 at offset 236.

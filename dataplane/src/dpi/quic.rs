@@ -5,8 +5,8 @@
 //! The header is in clear; the payload is protected, so version, connection id lengths
 //! and the client Initial's padding to 1200 bytes (RFC 9000 section 14.1) are all there is.
 
-use super::bytes::{be32, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be32, u8_at};
 
 /// Whether a 4-byte version tag is one of Google's (`Q0nn`, `T0nn`).
 fn google_version(v: &[u8]) -> bool {

@@ -2,8 +2,8 @@
 //! Telnet (RFC 854 option negotiation) and the Git native protocol (pkt-line requests).
 //! SSH's banner check lives with the detector table in `mod.rs`.
 
-use super::bytes::{be16, be32, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be16, be32, u8_at};
 
 /// RDP over TCP: TPKT version 3 (RFC 1006) whose length is the payload, carrying an X.224
 /// Connection Request (0xe0) or Connection Confirm (0xd0) whose length indicator agrees.

@@ -6,8 +6,8 @@
 //! extensions per hello) and must work on the first segment of a hello that spans two
 //! (tls-parser answers `Incomplete`). tls-parser checks this walker in the tests.
 
-use super::bytes::{be16, be24, u8_at};
 use super::{App, Hit, Pkt};
+use crate::bytes::{be16, be24, u8_at};
 
 const HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;

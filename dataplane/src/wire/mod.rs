@@ -32,6 +32,8 @@ pub mod frag;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::bytes::{be16, be32};
+
 /// Ethertypes this parser knows.
 pub mod ethertype {
     /// IPv4.
@@ -444,21 +446,6 @@ pub fn is_neighbour_discovery(ty: u8) -> bool {
 #[inline]
 fn array<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
     b.get(at..at + N)?.try_into().ok()
-}
-
-#[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-#[inline]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([
-        *b.get(at)?,
-        *b.get(at + 1)?,
-        *b.get(at + 2)?,
-        *b.get(at + 3)?,
-    ]))
 }
 
 /// Parses one Ethernet frame. See the module documentation for the contract.
