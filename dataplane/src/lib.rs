@@ -15,6 +15,7 @@ pub mod config;
 pub mod conntrack;
 pub mod dpi;
 pub mod pipeline;
+pub mod policy;
 pub mod preflight;
 pub mod stats;
 pub mod wire;
