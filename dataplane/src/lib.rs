@@ -17,6 +17,7 @@ pub mod dpi;
 pub mod pipeline;
 pub mod policy;
 pub mod preflight;
+pub mod report;
 pub mod stats;
 pub mod wire;
 
