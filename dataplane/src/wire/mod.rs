@@ -29,6 +29,7 @@
 //! packets with it and compares every field).
 
 pub mod frag;
+pub mod rst;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
