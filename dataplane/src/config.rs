@@ -378,6 +378,10 @@ pub struct DataplaneConfig {
     pub pci: bool,
     /// Raw EAL arguments appended last.
     pub eal_extra: Vec<String>,
+    /// Control socket path (mode 0600).
+    pub socket: PathBuf,
+    /// Answer a TCP segment dropped by policy with a RST to its sender.
+    pub tcp_reset: bool,
     /// Connection-table capacity of each worker.
     pub sessions: u32,
     /// Connection timeouts.
@@ -476,6 +480,10 @@ pub struct RawDataplane {
     eal_extra: Vec<String>,
     #[serde(default)]
     sessions: Option<Spanned<u32>>,
+    #[serde(default)]
+    socket: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    tcp_reset: Option<bool>,
     #[serde(default)]
     timeouts: Option<RawTimeouts>,
     #[serde(default)]
@@ -596,6 +604,8 @@ pub mod defaults {
     pub const STATS_INTERVAL_S: u32 = 10;
     /// Connection-table capacity per worker: 1M sessions.
     pub const SESSIONS: u32 = 1 << 20;
+    /// Control socket.
+    pub const SOCKET: &str = "/run/palisade/dp.sock";
     /// `net_null` synthetic packet size.
     pub const NULL_SIZE: u32 = 64;
 }
@@ -954,6 +964,15 @@ impl RawDataplane {
             Some(v) if (64..=1 << 24).contains(v.get_ref()) => *v.get_ref(),
             Some(v) => return Err(src.error(v.span(), "`sessions` must be 64-16777216")),
         };
+        let socket = match &self.socket {
+            None => PathBuf::from(defaults::SOCKET),
+            Some(p) if p.get_ref().is_absolute() && p.get_ref().file_name().is_some() => {
+                p.get_ref().clone()
+            }
+            Some(p) => {
+                return Err(src.error(p.span(), "`socket` must be an absolute path to a file"));
+            }
+        };
         let timeouts = match &self.timeouts {
             None => crate::conntrack::Timeouts::default(),
             Some(t) => t.validate(src)?,
@@ -1047,6 +1066,8 @@ impl RawDataplane {
             stats_interval_s: self.stats_interval_s.unwrap_or(defaults::STATS_INTERVAL_S),
             pci: self.pci.unwrap_or(false),
             eal_extra: self.eal_extra,
+            socket,
+            tcp_reset: self.tcp_reset.unwrap_or(true),
             sessions,
             timeouts,
             ports,

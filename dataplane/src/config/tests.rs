@@ -514,3 +514,19 @@ fn sessions_and_timeouts() {
     assert_eq!(line, 3);
     assert!(msg.starts_with("unknown field `tcp`"), "{msg}");
 }
+
+#[test]
+fn socket_and_tcp_reset() {
+    let c = ok(&format!("[dataplane]\n{PORTS}"));
+    assert_eq!(c.socket, std::path::PathBuf::from("/run/palisade/dp.sock"));
+    assert!(c.tcp_reset);
+    let c = ok(&format!(
+        "[dataplane]\nsocket = \"/tmp/x/dp.sock\"\ntcp_reset = false\n{PORTS}"
+    ));
+    assert_eq!(c.socket, std::path::PathBuf::from("/tmp/x/dp.sock"));
+    assert!(!c.tcp_reset);
+    assert_eq!(
+        bad("[dataplane]\nsocket = \"dp.sock\"\n"),
+        (2, "`socket` must be an absolute path to a file".into())
+    );
+}
