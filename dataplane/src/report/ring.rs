@@ -27,7 +27,7 @@ use super::record::WorkerRecord;
 /// Largest ring, in records.
 pub const MAX_CAPACITY: usize = 1 << 24;
 
-/// Default ring size: at about 96 bytes a record, 6 MiB per worker; at one record per session
+/// Default ring size: at 88 bytes a record, 5.5 MiB per worker; at one record per session
 /// end, enough for a burst of 64 Ki sessions between two drains.
 pub const DEFAULT_CAPACITY: usize = 1 << 16;
 
