@@ -264,8 +264,10 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// An aggregator with these limits (a zero cap or size means none of that kind: e.g.
-    /// `max_aggregates: 0` tracks nothing).
+    /// An aggregator with these limits. Zeroes are taken literally: `max_aggregates: 0`
+    /// tracks no connection, `max_connection_events: 0` or `max_alerts: 0` emits no event of
+    /// that kind (all counted), `max_alert_keys: 0` remembers no key (only the global cap
+    /// limits alerts). Nothing is allocated until records arrive.
     pub fn new(cfg: Config) -> Aggregator {
         Aggregator {
             cfg,
