@@ -3,7 +3,7 @@
 //! - [`event`]: the event model (plain serde data the control socket carries as is).
 //! - [`record`]: the compact `Copy` records a worker emits ([`WorkerRecord`]), with no
 //!   `String` and no heap, so that reporting costs the packet path a slot write.
-//! - [`ring`]: one bounded single-producer single-consumer ring per worker; a full ring drops
+//! - [`mod@ring`]: one bounded single-producer single-consumer ring per worker; a full ring drops
 //!   the record and counts it, never blocks.
 //! - [`aggregate`]: the [`Aggregator`] on a non-worker thread drains every ring, sums
 //!   connection records per conversation, rate-limits, resolves addresses through the
