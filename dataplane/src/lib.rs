@@ -5,7 +5,9 @@
 //! parsing and IP fragments), [`conntrack`] (the per-worker connection table), [`dpi`]
 //! (application identification), [`pipeline`] (all of them per packet), and the offline
 //! [`capture`] reader and [`classify`] tool. The `dpdk` feature adds [`dpdk`], the EAL, pools,
-//! ports and poll-mode workers, and the `palisade-dp` binary. Later layers (`policy`, `report`,
+//! ports and poll-mode workers, and the `palisade-dp` binary. [`report`] carries records from
+//! workers to control (per-worker rings and the aggregator), [`threat`] holds the threat checks
+//! the pipeline runs at moments it already has in hand. Later layers (`policy` compilation,
 //! `ctl`) join the core.
 
 mod bytes;
@@ -19,6 +21,7 @@ pub mod policy;
 pub mod preflight;
 pub mod report;
 pub mod stats;
+pub mod threat;
 pub mod wire;
 
 #[cfg(feature = "dpdk")]

@@ -34,6 +34,10 @@ pub struct Endpoint {
 
 /// Aggregated connections between two endpoints on one server port and application, for
 /// learning (discover mode) and the network graph.
+///
+/// The counts are those since the previous record of the same conversation (the aggregator
+/// reports each at most once per interval, see [`super::aggregate`]), and the first and last
+/// seen times span the traffic they cover: a consumer adds records up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {
     /// The side that opened the connections (port 0 in the aggregate: clients' ports vary).
