@@ -5,14 +5,16 @@
 //! parsing and IP fragments), [`conntrack`] (the per-worker connection table), [`dpi`]
 //! (application identification), [`pipeline`] (all of them per packet), and the offline
 //! [`capture`] reader and [`classify`] tool. The `dpdk` feature adds [`dpdk`], the EAL, pools,
-//! ports and poll-mode workers, and the `palisade-dp` binary. Later layers (`policy`, `report`,
-//! `ctl`) join the core.
+//! ports and poll-mode workers, and the `palisade-dp` binary. [`policy`] (the model shared with
+//! control), [`report`] (events) and [`ctl`] (the control-socket protocol, server and client)
+//! join the core.
 
 mod bytes;
 pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod conntrack;
+pub mod ctl;
 pub mod dpi;
 pub mod pipeline;
 pub mod policy;

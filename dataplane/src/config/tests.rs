@@ -514,3 +514,32 @@ fn sessions_and_timeouts() {
     assert_eq!(line, 3);
     assert!(msg.starts_with("unknown field `tcp`"), "{msg}");
 }
+
+#[test]
+fn one_port_table_validates_like_the_file() {
+    let p = parse_port(
+        "name = \"a\"\nkind = \"af_packet\"\niface = \"veth-a\"\n",
+        Path::new("x"),
+    )
+    .unwrap();
+    assert_eq!(
+        p,
+        PortConfig {
+            name: "a".into(),
+            kind: PortKind::AfPacket {
+                iface: "veth-a".into(),
+                frames: None
+            }
+        }
+    );
+    let err = |text: &str| parse_port(text, Path::new("x")).unwrap_err().message();
+    assert_eq!(
+        err("name = \"a\"\nkind = \"ring\"\niface = \"e\"\n"),
+        "key `iface` does not apply to a ring port (it takes no other keys)"
+    );
+    assert_eq!(
+        err("name = \"a\"\nkind = \"tap\"\n"),
+        "port `a`: a tap port needs `iface`"
+    );
+    assert!(err("name = \"a\"\nkind = \"tap\"\nbogus = 1\n").starts_with("unknown field `bogus`"));
+}
