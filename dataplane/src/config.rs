@@ -629,6 +629,16 @@ pub fn parse(text: &str, path: &Path) -> Result<DataplaneConfig, ConfigError> {
     section.into_inner().validate(&src)
 }
 
+/// Validates one port given as the body of a `[[dataplane.port]]` table (`name = "a"`,
+/// `kind = "af_packet"`, ...), with exactly the checks and messages of [`parse`]. The control
+/// socket's `AddPair` carries ports in this shape; cross-port checks (unique names and
+/// interfaces) are the caller's.
+pub fn parse_port(text: &str, path: &Path) -> Result<PortConfig, ConfigError> {
+    let src = Source { path, text };
+    let raw: RawPort = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    raw.validate(&src)
+}
+
 /// Parses an EAL lcore list (`0-1`, `0,2,4-7`) into ascending unique ids.
 pub fn parse_lcores(s: &str) -> Result<Vec<u32>, String> {
     let mut set = BTreeSet::new();

@@ -529,4 +529,30 @@ fn socket_and_tcp_reset() {
         bad("[dataplane]\nsocket = \"dp.sock\"\n"),
         (2, "`socket` must be an absolute path to a file".into())
     );
+fn one_port_table_validates_like_the_file() {
+    let p = parse_port(
+        "name = \"a\"\nkind = \"af_packet\"\niface = \"veth-a\"\n",
+        Path::new("x"),
+    )
+    .unwrap();
+    assert_eq!(
+        p,
+        PortConfig {
+            name: "a".into(),
+            kind: PortKind::AfPacket {
+                iface: "veth-a".into(),
+                frames: None
+            }
+        }
+    );
+    let err = |text: &str| parse_port(text, Path::new("x")).unwrap_err().message();
+    assert_eq!(
+        err("name = \"a\"\nkind = \"ring\"\niface = \"e\"\n"),
+        "key `iface` does not apply to a ring port (it takes no other keys)"
+    );
+    assert_eq!(
+        err("name = \"a\"\nkind = \"tap\"\n"),
+        "port `a`: a tap port needs `iface`"
+    );
+    assert!(err("name = \"a\"\nkind = \"tap\"\nbogus = 1\n").starts_with("unknown field `bogus`"));
 }
