@@ -529,6 +529,9 @@ fn socket_and_tcp_reset() {
         bad("[dataplane]\nsocket = \"dp.sock\"\n"),
         (2, "`socket` must be an absolute path to a file".into())
     );
+}
+
+#[test]
 fn one_port_table_validates_like_the_file() {
     let p = parse_port(
         "name = \"a\"\nkind = \"af_packet\"\niface = \"veth-a\"\n",
