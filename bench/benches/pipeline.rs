@@ -22,6 +22,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use dataplane::conntrack::{self, FlowKey, Table, Timestamp};
 use dataplane::dpi;
 use dataplane::pipeline::{Config, FlowState, Pipeline};
+use dataplane::policy::ActivePolicy;
 use dataplane::wire::{self, TcpFlags};
 
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
@@ -213,14 +214,17 @@ fn client_hello() -> Vec<u8> {
 fn established(c: &mut Criterion) {
     let mut g = c.benchmark_group("established");
     g.throughput(Throughput::Elements(1));
+    // No workloads: sessions carry the unenforced decision, computed on their first packet.
+    let policy = ActivePolicy::empty().expect("empty policy");
     for n in SIZES {
-        let mut p: Pipeline<()> = Pipeline::new(Config::with_capacity(n)).expect("pipeline");
+        let mut p: Pipeline<()> = Pipeline::new(Config::with_capacity(n), None).expect("pipeline");
         // Open every flow with an HTTP request, so DPI has decided and the session is settled.
         let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
         for i in 0..n as u32 {
             let _ = p.process(
                 &frame_with(i, 0x02, get),
                 Timestamp::from_secs(1),
+                &policy,
                 (),
                 |_, _| {},
                 |_| {},
@@ -236,7 +240,14 @@ fn established(c: &mut Criterion) {
                 let f = &frames[at];
                 at = if at + 1 == frames.len() { 0 } else { at + 1 };
                 matches!(
-                    p.process(black_box(f), Timestamp::from_secs(2), (), |_, _| {}, |_| {}),
+                    p.process(
+                        black_box(f),
+                        Timestamp::from_secs(2),
+                        &policy,
+                        (),
+                        |_, _| {},
+                        |_| {}
+                    ),
                     dataplane::pipeline::Step::Done(..)
                 )
             })

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::capture::{self, CaptureError, FrameError};
 use crate::conntrack::{Dir, Timestamp};
 use crate::pipeline::{Config, Pipeline};
+use crate::policy::ActivePolicy;
 use crate::wire::Malformed;
 
 /// One flow of the capture.
@@ -82,7 +83,7 @@ pub fn classify(path: &Path) -> Result<Report, CaptureError> {
         t.icmp,
         t.other,
     ) = (day, day, day, day, day, day, day, day);
-    let mut pipe: Pipeline<()> = match Pipeline::new(cfg) {
+    let mut pipe: Pipeline<()> = match Pipeline::new(cfg, None) {
         Ok(p) => p,
         Err(e) => {
             return Err(CaptureError::Format {
@@ -91,6 +92,11 @@ pub fn classify(path: &Path) -> Result<Report, CaptureError> {
             });
         }
     };
+    // No policy: classification only (nothing is a workload, nothing is enforced).
+    let policy = ActivePolicy::empty().map_err(|e| CaptureError::Format {
+        path: path.to_path_buf(),
+        reason: format!("empty policy: {e}"),
+    })?;
     let mut report = Report {
         frames: cap.records.len() as u64,
         damage: cap.damage.clone(),
@@ -100,7 +106,7 @@ pub fn classify(path: &Path) -> Result<Report, CaptureError> {
         let now = Timestamp::from_nanos(r.ts_ns);
         match capture::to_packet(r.link, &r.data) {
             Ok(p) => {
-                let _ = pipe.packet(&p, now, (), |_, _| {}, |_| {});
+                let _ = pipe.packet(&p, now, &policy, (), |_, _| {}, |_| {});
             }
             Err(FrameError::Malformed(m)) => pipe.counters.malformed[m.index()].add(1),
             Err(FrameError::UnsupportedLink(_)) => report.unsupported_link += 1,

@@ -39,13 +39,23 @@ pub enum DropReason {
     Malformed = 1,
     /// A later IP fragment whose first fragment never came and that could not be held.
     Fragment = 2,
+    /// The policy denies it (protect mode).
+    Policy = 3,
+    /// A threat check flagged it.
+    Threat = 4,
 }
 
 impl DropReason {
     /// Number of reasons (the length of the per-port drop array).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 5;
     /// Every reason, in index order.
-    pub const ALL: [DropReason; Self::COUNT] = [Self::TxFull, Self::Malformed, Self::Fragment];
+    pub const ALL: [DropReason; Self::COUNT] = [
+        Self::TxFull,
+        Self::Malformed,
+        Self::Fragment,
+        Self::Policy,
+        Self::Threat,
+    ];
 
     /// Stable snake_case name, used in logs and exported metrics.
     pub fn name(self) -> &'static str {
@@ -53,6 +63,8 @@ impl DropReason {
             Self::TxFull => "tx_full",
             Self::Malformed => "malformed",
             Self::Fragment => "fragment",
+            Self::Policy => "policy",
+            Self::Threat => "threat",
         }
     }
 }

@@ -20,6 +20,7 @@ fn settings(idle: Idle) -> Settings {
         idle_sleep_us: 50,
         sessions: 4096,
         timeouts: dataplane::conntrack::Timeouts::default(),
+        tcp_reset: true,
     }
 }
 

@@ -6,6 +6,7 @@ use std::cell::Cell;
 
 use dataplane::conntrack::Timestamp;
 use dataplane::pipeline::{Config, Pipeline, Step};
+use dataplane::policy::ActivePolicy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &body[frame.len()..];
         now += u64::from(id % 7) * 3_000_000_000;
         let bump = || out.set(out.get() + 1);
-        match p.process(frame, Timestamp::from_nanos(now), id, |_, _| bump(), |_| bump()) {
+        match p.process(frame, Timestamp::from_nanos(now), &policy, id, |_, _| bump(), |_| bump()) {
             Step::Done(..) => bump(),
             Step::Held => held += 1,
         }

@@ -518,12 +518,12 @@ fn sessions_and_timeouts() {
 #[test]
 fn socket_and_tcp_reset() {
     let c = ok(&format!("[dataplane]\n{PORTS}"));
-    assert_eq!(c.socket, std::path::PathBuf::from("/run/palisade/dp.sock"));
+    assert_eq!(c.socket, PathBuf::from("/run/palisade/dp.sock"));
     assert!(c.tcp_reset);
     let c = ok(&format!(
         "[dataplane]\nsocket = \"/tmp/x/dp.sock\"\ntcp_reset = false\n{PORTS}"
     ));
-    assert_eq!(c.socket, std::path::PathBuf::from("/tmp/x/dp.sock"));
+    assert_eq!(c.socket, PathBuf::from("/tmp/x/dp.sock"));
     assert!(!c.tcp_reset);
     assert_eq!(
         bad("[dataplane]\nsocket = \"dp.sock\"\n"),

@@ -342,6 +342,9 @@ pub struct Tracked<'a, T> {
     /// Whether this packet started the session (created, or reopened by a SYN): `ext` is
     /// fresh and the pipeline must classify the flow.
     pub is_new: bool,
+    /// The session's TCP state before this packet (`None` for new sessions and non-TCP), for
+    /// checks on the transition such as a split handshake.
+    pub prev_tcp: Option<TcpState>,
 }
 
 /// Why [`Table::track`] did not track a packet.

@@ -103,7 +103,9 @@ impl<T: Default> Table<T> {
             self.counters.hits.add(1);
             let mut dir = s.dir_of(pkt.from);
             let mut is_new = false;
+            let mut prev_tcp = None;
             if let Kind::Tcp { state, fins } = s.kind {
+                prev_tcp = Some(state);
                 match tcp::step(state, fins, Event::of(pkt.tcp_flags), dir) {
                     Step::To(state, fins) => s.kind = Kind::Tcp { state, fins },
                     Step::Reopen => {
@@ -116,6 +118,7 @@ impl<T: Default> Table<T> {
                         self.counters.reopened.add(1);
                         dir = Dir::ClientToServer;
                         is_new = true;
+                        prev_tcp = None;
                     }
                 }
             }
@@ -131,6 +134,7 @@ impl<T: Default> Table<T> {
                 session: s,
                 dir,
                 is_new,
+                prev_tcp,
             });
         }
         // Dead but not reaped yet: the packet sees an unknown flow.
@@ -156,6 +160,7 @@ impl<T: Default> Table<T> {
                     session: s,
                     dir,
                     is_new: true,
+                    prev_tcp: None,
                 })
             }
         }
@@ -186,6 +191,7 @@ impl<T: Default> Table<T> {
             session: s,
             dir,
             is_new: true,
+            prev_tcp: None,
         })
     }
 

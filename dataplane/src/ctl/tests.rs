@@ -103,7 +103,7 @@ fn sample_stats() -> Stats {
             lcore: 1,
             counters: PortCounterStats::from(&crate::stats::PortSnapshot {
                 rx_packets: 5,
-                drops: [1, 2, 0],
+                drops: [1, 2, 0, 0, 0],
                 ..Default::default()
             }),
             pmd: None,

@@ -103,6 +103,18 @@ impl Mbuf {
         }
     }
 
+    /// Shortens the packet to `len` bytes (no change when it is already shorter).
+    pub fn truncate(&mut self, len: usize) {
+        // SAFETY: `raw` is valid and exclusively ours (`&mut self`).
+        let h = unsafe { self.raw.as_mut() };
+        if let Ok(l) = u16::try_from(len)
+            && l < h.data_len
+        {
+            h.pkt_len -= u32::from(h.data_len - l);
+            h.data_len = l;
+        }
+    }
+
     /// Grows the packet by `len` bytes at the tail and returns them; `None` (and no change)
     /// when the tailroom is too small.
     pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {

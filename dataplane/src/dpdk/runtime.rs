@@ -16,7 +16,13 @@ use super::{DpdkError, Eal, LcoreId, Link, Mempool, Port, PortStats, worker};
 use crate::config::{DataplaneConfig, Idle, PortConfig};
 use crate::conntrack::{self, ConntrackSnapshot, Timeouts};
 use crate::pipeline::{self, Pipeline, PipelineSnapshot};
+use crate::policy::ActivePolicy;
+use crate::report::{self, RecordConsumer};
 use crate::stats::{PortCounters, PortSnapshot, WorkerSnapshot};
+use arc_swap::ArcSwap;
+
+/// Records each worker's report ring holds.
+const REPORT_RING: usize = 1 << 16;
 
 /// How long a removal waits for a worker to let go of a port.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +67,10 @@ pub struct WorkerReport {
     pub conntrack: ConntrackSnapshot,
     /// IP fragments followed, held, dropped, overlapping.
     pub fragments: FragSnapshot,
+    /// Records pushed into its report ring.
+    pub reports_pushed: u64,
+    /// Records lost because the ring was full.
+    pub reports_lost: u64,
 }
 
 /// A copy of a worker's fragment counters.
@@ -116,6 +126,8 @@ pub struct Settings {
     pub sessions: u32,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Answer TCP segments dropped by policy with a RST.
+    pub tcp_reset: bool,
 }
 
 impl Settings {
@@ -130,6 +142,7 @@ impl Settings {
             idle_sleep_us: cfg.idle_sleep_us,
             sessions: cfg.sessions,
             timeouts: cfg.timeouts,
+            tcp_reset: cfg.tcp_reset,
         }
     }
 }
@@ -145,6 +158,10 @@ pub struct Dataplane {
     workers: Vec<Arc<WorkerShared>>,
     /// Each worker's pipeline until the worker is launched and takes it.
     pipelines: Vec<Option<WorkerPipeline>>,
+    /// The consumer ends of the workers' report rings (drained by the aggregator).
+    reports: Vec<RecordConsumer>,
+    /// The policy all workers enforce.
+    policy: Arc<ArcSwap<ActivePolicy>>,
     pool: Arc<Mempool>,
     settings: Settings,
     next_pair: u64,
@@ -185,10 +202,28 @@ impl Dataplane {
         ct.timeouts = settings.timeouts;
         let mut pcfg = pipeline::Config::with_capacity(settings.sessions as usize);
         pcfg.conntrack = ct;
+        pcfg.tcp_reset = settings.tcp_reset;
+        let empty = ActivePolicy::empty().map_err(|e| DpdkError {
+            op: "compile the empty policy".into(),
+            code: libc::EINVAL,
+            reason: e.to_string(),
+            hint: None,
+            log: Vec::new(),
+        })?;
+        let policy = Arc::new(ArcSwap::from_pointee(empty));
+        let mut reports = Vec::new();
         let mut workers = Vec::new();
         let mut pipelines = Vec::new();
         for &l in eal.worker_lcores() {
-            let p: WorkerPipeline = Pipeline::new(pcfg).map_err(|e| DpdkError {
+            let (producer, consumer) = report::ring(REPORT_RING).map_err(|e| DpdkError {
+                op: format!("create the report ring of {l}"),
+                code: libc::ENOMEM,
+                reason: e.to_string(),
+                hint: None,
+                log: Vec::new(),
+            })?;
+            reports.push(consumer);
+            let p: WorkerPipeline = Pipeline::new(pcfg, Some(producer)).map_err(|e| DpdkError {
                 op: format!("create the pipeline of {l}"),
                 code: libc::ENOMEM,
                 reason: e.to_string(),
@@ -200,6 +235,8 @@ impl Dataplane {
                 idle,
                 clock,
                 PipelineStats::of(&p),
+                Arc::clone(&policy),
+                Arc::clone(&pool),
             )));
             pipelines.push(Some(p));
         }
@@ -208,6 +245,8 @@ impl Dataplane {
             stranded: Vec::new(),
             workers,
             pipelines,
+            reports,
+            policy,
             pool,
             settings,
             next_pair: 1,
@@ -374,6 +413,46 @@ impl Dataplane {
         }
     }
 
+    /// The policy the workers enforce now.
+    pub fn policy(&self) -> Arc<ActivePolicy> {
+        self.policy.load_full()
+    }
+
+    /// Publishes `policy` to every worker and waits until each runs it (or does not run at
+    /// all); returns how long that took. Its epoch must be higher than the current one.
+    pub fn publish_policy(&self, policy: ActivePolicy) -> Result<Duration, DpdkError> {
+        let epoch = policy.epoch;
+        let start = Instant::now();
+        self.policy.store(Arc::new(policy));
+        let deadline = start + ACK_TIMEOUT;
+        for w in &self.workers {
+            loop {
+                if !self.launched
+                    || !w.running.load(Ordering::Acquire)
+                    || w.policy_seen.load(Ordering::Acquire) >= epoch
+                {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(DpdkError {
+                        op: format!("publish policy epoch {epoch}"),
+                        code: libc::ETIMEDOUT,
+                        reason: format!("{} did not acknowledge within {ACK_TIMEOUT:?}", w.lcore),
+                        hint: None,
+                        log: Vec::new(),
+                    });
+                }
+                std::hint::spin_loop();
+            }
+        }
+        Ok(start.elapsed())
+    }
+
+    /// The consumer ends of the workers' report rings, for the aggregator.
+    pub fn reports(&mut self) -> &mut [RecordConsumer] {
+        &mut self.reports
+    }
+
     /// Pairs and their workers.
     pub fn pairs(&self) -> Vec<PairReport> {
         self.pairs
@@ -432,6 +511,8 @@ impl Dataplane {
                     dropped: w.stats.frag.dropped.get(),
                     overlaps: w.stats.frag.overlaps.get(),
                 },
+                reports_pushed: w.stats.ring.as_ref().map_or(0, |r| r.pushed.get()),
+                reports_lost: w.stats.ring.as_ref().map_or(0, |r| r.overflow.get()),
             })
             .collect()
     }

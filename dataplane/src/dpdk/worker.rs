@@ -25,8 +25,11 @@ use arc_swap::ArcSwap;
 
 use super::mbuf::{BURST, Burst};
 use super::{LcoreId, PortId};
+use super::{Mbuf, Mempool};
 use crate::conntrack::{ConntrackCounters, Timestamp};
 use crate::pipeline::{Drop as PipelineDrop, Pipeline, PipelineCounters, Step, Verdict};
+use crate::policy::ActivePolicy;
+use crate::report::RingCounters;
 use crate::stats::{DropReason, PortCounters, WorkerCounters};
 use crate::wire::frag::FragCounters;
 
@@ -107,6 +110,7 @@ pub(crate) struct PipelineStats {
     pub(crate) pipeline: Arc<PipelineCounters>,
     pub(crate) conntrack: Arc<ConntrackCounters>,
     pub(crate) frag: Arc<FragCounters>,
+    pub(crate) ring: Option<Arc<RingCounters>>,
 }
 
 impl PipelineStats {
@@ -115,6 +119,7 @@ impl PipelineStats {
             pipeline: Arc::clone(&p.counters),
             conntrack: Arc::clone(p.sessions().counters()),
             frag: Arc::clone(p.frag_counters()),
+            ring: p.ring_counters().cloned(),
         }
     }
 }
@@ -139,6 +144,12 @@ pub(crate) struct WorkerShared {
     pub(crate) clock: Clock,
     pub(crate) counters: WorkerCounters,
     pub(crate) stats: PipelineStats,
+    /// The policy every worker enforces (one for all), loaded once per loop iteration.
+    pub(crate) policy: Arc<ArcSwap<ActivePolicy>>,
+    /// Epoch of the policy the worker last loaded.
+    pub(crate) policy_seen: AtomicU64,
+    /// Pool for the RSTs the worker sends.
+    pub(crate) pool: Arc<Mempool>,
 }
 
 impl WorkerShared {
@@ -147,6 +158,8 @@ impl WorkerShared {
         idle: IdlePolicy,
         clock: Clock,
         stats: PipelineStats,
+        policy: Arc<ArcSwap<ActivePolicy>>,
+        pool: Arc<Mempool>,
     ) -> Self {
         Self {
             lcore,
@@ -158,6 +171,9 @@ impl WorkerShared {
             clock,
             counters: WorkerCounters::default(),
             stats,
+            policy,
+            policy_seen: AtomicU64::new(0),
+            pool,
         }
     }
 }
@@ -197,6 +213,8 @@ fn forward(
     leg: &Leg,
     pipeline: &mut WorkerPipeline,
     now: Timestamp,
+    policy: &ActivePolicy,
+    pool: &Mempool,
     sc: &mut Scratch,
     wc: &WorkerCounters,
 ) -> usize {
@@ -235,19 +253,18 @@ fn forward(
             )
         };
         let held = Held { mbuf, tx: leg.tx };
-        match pipeline.process(data, now, held, |h, v| released.push((h, v)), drop) {
+        match pipeline.process(data, now, policy, held, |h, v| released.push((h, v)), drop) {
             Step::Done(Verdict::Forward, h) => {
                 burst.ptrs[keep] = h.into_raw();
                 keep += 1;
             }
-            Step::Done(Verdict::Drop(why), h) => {
+            Step::Done(v @ (Verdict::Drop(why) | Verdict::Reject(why)), h) => {
+                if matches!(v, Verdict::Reject(_)) {
+                    send_reset(leg, data, pool, wc);
+                }
                 dropped[ndropped] = h.into_raw();
                 ndropped += 1;
-                let reason = match why {
-                    PipelineDrop::Malformed(_) => DropReason::Malformed,
-                    PipelineDrop::Fragment => DropReason::Fragment,
-                };
-                leg.rx_counters.count_drop(reason, 1);
+                leg.rx_counters.count_drop(drop_reason(why), 1);
             }
             Step::Held => {}
         }
@@ -263,6 +280,47 @@ fn forward(
         transmit(leg, burst, wc);
     }
     n
+}
+
+fn drop_reason(why: PipelineDrop) -> DropReason {
+    match why {
+        PipelineDrop::Malformed(_) => DropReason::Malformed,
+        PipelineDrop::Fragment => DropReason::Fragment,
+        PipelineDrop::Policy => DropReason::Policy,
+        PipelineDrop::Threat(_) => DropReason::Threat,
+    }
+}
+
+/// Answers the dropped frame `data` (received on `leg.rx`) with a TCP RST back out of the same
+/// port (a rare path: one packet, one allocation from the pool).
+fn send_reset(leg: &Leg, data: &[u8], pool: &Mempool, wc: &WorkerCounters) {
+    let Ok(pkt) = crate::wire::parse(data) else {
+        return;
+    };
+    let Some(mut m) = Mbuf::alloc(pool) else {
+        return;
+    };
+    let Some(buf) = m.append(crate::wire::rst::MAX_RST_FRAME) else {
+        return;
+    };
+    let Some(len) = crate::wire::rst::build_rst(&pkt, buf) else {
+        return;
+    };
+    m.truncate(len);
+    let mut raw = m.into_raw().as_ptr();
+    // SAFETY: `raw` is a valid mbuf we own; the rx port is started and this worker is the
+    // only one transmitting on it (both legs of a pair run here); the PMD takes the mbuf if it
+    // reports it sent.
+    let sent = unsafe { ffi::rte_eth_tx_burst(leg.rx.0, 0, &mut raw, 1) };
+    if sent == 1 {
+        leg.rx_counters.tx_packets.add(1);
+        leg.rx_counters.tx_bytes.add(len as u64);
+        wc.tx_packets.add(1);
+    } else {
+        // SAFETY: not sent, so still ours; freed once.
+        unsafe { ffi::rte_pktmbuf_free(raw) };
+        leg.rx_counters.count_drop(DropReason::TxFull, 1);
+    }
 }
 
 /// Sends `burst` out of `leg.tx`, retrying a partial send, then freeing and counting the rest.
@@ -323,8 +381,8 @@ fn send_released(legs: &[Leg], released: &mut Vec<(Held, Verdict)>, wc: &WorkerC
                     wc.dropped.add(1);
                 }
             }
-            Verdict::Drop(_) => {
-                leg.tx_counters.count_drop(DropReason::Fragment, 1);
+            Verdict::Drop(why) | Verdict::Reject(why) => {
+                leg.tx_counters.count_drop(drop_reason(why), 1);
                 wc.dropped.add(1);
             }
         }
@@ -340,6 +398,7 @@ fn run(shared: &WorkerShared, pipeline: &mut WorkerPipeline) {
         released: Vec::with_capacity(4 * crate::wire::frag::MAX_HELD),
     };
     let mut seen = u64::MAX;
+    let mut policy_seen = 0u64;
     let mut idle_streak = 0u32;
     let mut sleep_us = FIRST_SLEEP_US;
     let wc = &shared.counters;
@@ -357,11 +416,17 @@ fn run(shared: &WorkerShared, pipeline: &mut WorkerPipeline) {
             seen = a.generation;
             shared.seen.store(seen, Ordering::Release);
         }
+        let policy = shared.policy.load();
+        if policy.epoch != policy_seen {
+            policy_seen = policy.epoch;
+            shared.policy_seen.store(policy_seen, Ordering::Release);
+        }
         let now = clock.now(iteration_start);
         let mut got = 0usize;
         for leg in &a.legs {
-            got += forward(leg, pipeline, now, &mut sc, wc);
+            got += forward(leg, pipeline, now, &policy, &shared.pool, &mut sc, wc);
         }
+        drop(policy);
         if !sc.released.is_empty() {
             send_released(&a.legs, &mut sc.released, wc);
         }

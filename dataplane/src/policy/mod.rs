@@ -77,3 +77,24 @@ mod tests;
 pub use compile::{Compiled, Stats};
 pub use lookup::{Decision, Enforcement, Query, Verdict};
 pub use model::{Action, Group, Mac, Mode, Policy, PolicyError, PortSpec, Rule, Workload};
+
+/// The policy workers enforce: a compiled snapshot and the dataplane's epoch for it (every
+/// publication — a new snapshot or a workload change — gets a new epoch, which is what cached
+/// session decisions are checked against).
+#[derive(Debug)]
+pub struct ActivePolicy {
+    /// Increases with every publication.
+    pub epoch: u64,
+    /// The compiled tables.
+    pub compiled: Compiled,
+}
+
+impl ActivePolicy {
+    /// Before any policy arrived: no workloads, nothing enforced.
+    pub fn empty() -> Result<ActivePolicy, PolicyError> {
+        Ok(ActivePolicy {
+            epoch: 1,
+            compiled: Compiled::compile(&Policy::default(), &[])?,
+        })
+    }
+}
