@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use dataplane::config::{self, DataplaneConfig};
-use dataplane::dpdk::{Dataplane, Eal};
+use dataplane::dpdk::{Dataplane, DpBackend, Eal};
 use dataplane::preflight;
 use dataplane::stats::DropReason;
+use dataplane::{ctl, report};
 use tracing_subscriber::EnvFilter;
 
 /// Palisade's DPDK dataplane: forwards between port pairs on poll-mode worker lcores.
@@ -136,6 +137,7 @@ fn run(cfg: &DataplaneConfig) -> Result<(), Box<dyn Error>> {
     let eal_ms = started.elapsed().as_secs_f64() * 1e3;
     let dp = Dataplane::from_config(&eal, cfg)?;
     drop(eal); // the dataplane holds its own handle
+    let mut server = ctl::Server::bind(ctl::ServerConfig::new(&cfg.socket))?;
     tracing::info!(
         eal_init_ms = format!("{eal_ms:.1}"),
         ready_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
@@ -148,16 +150,41 @@ fn run(cfg: &DataplaneConfig) -> Result<(), Box<dyn Error>> {
         tracing::info!(port = %p.name, port_id = p.port_id, lcore = p.lcore.0, link_up = p.link.up, "port started");
     }
 
+    tracing::info!(socket = %cfg.socket.display(), "control socket listening");
+
+    // The main lcore's loop: the control socket (which also waits, instead of a sleep), the
+    // workers' report rings into the aggregator and out to subscribers, the counters.
+    let mut backend = DpBackend::new(dp);
+    let mut aggregator = report::Aggregator::new(report::AggregatorConfig::default());
+    let mut events = Vec::new();
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_s));
     let mut next_stats = Instant::now() + interval;
     while !term.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(50));
+        server.poll(&mut backend, Duration::from_millis(20));
+        let resolve = backend.resolver();
+        let now = report::Now {
+            mono: backend.dataplane().now(),
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        aggregator.poll(
+            backend.dataplane_mut().reports(),
+            now,
+            &resolve,
+            &mut events,
+        );
+        for e in events.drain(..) {
+            server.publish(&e);
+        }
         if cfg.stats_interval_s > 0 && Instant::now() >= next_stats {
-            log_stats(&dp);
+            log_stats(backend.dataplane());
             next_stats += interval;
         }
     }
     tracing::info!("stopping");
+    drop(server);
+    let dp = backend.into_dataplane();
     log_stats(&dp);
     drop(dp);
     tracing::info!("stopped");
@@ -178,6 +205,8 @@ fn log_stats(dp: &Dataplane) {
             dropped_tx_full = c.dropped(DropReason::TxFull),
             dropped_malformed = c.dropped(DropReason::Malformed),
             dropped_fragment = c.dropped(DropReason::Fragment),
+            dropped_policy = c.dropped(DropReason::Policy),
+            dropped_threat = c.dropped(DropReason::Threat),
             missed = pmd.imissed,
             rx_errors = pmd.ierrors,
             tx_errors = pmd.oerrors,
@@ -207,6 +236,11 @@ fn log_stats(dp: &Dataplane) {
             sessions_refused = w.conntrack.refused,
             malformed = w.pipeline.malformed_total(),
             inspected = w.pipeline.inspected,
+            policy_drops = w.pipeline.policy_drops,
+            threat_drops = w.pipeline.threat_drops,
+            violations = w.pipeline.violations,
+            threats = w.pipeline.threats,
+            reports_lost = w.reports_lost,
             fragments_held = w.fragments.held,
             fragment_overlaps = w.fragments.overlaps,
             "worker counters"

@@ -74,6 +74,9 @@ impl Verdict {
     }
 }
 
+/// A session is reported at the latest this long after its first packet.
+const REPORT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Bits of [`FlowState::flags`].
 mod flag {
     /// The session's first connection record was pushed.
@@ -677,7 +680,17 @@ impl<H> Pipeline<H> {
         let mut out: [Option<WorkerRecord>; 6] = [None; 6];
         let mut n = 0;
         if let Some(mode) = decision.mode {
-            if app_known && !decision.pending_app && s.ext.flags & flag::REPORTED == 0 {
+            // Report once the application is known, the connection is closing, or it has
+            // lived a second: learning should not wait for a long connection to end.
+            let closing = matches!(
+                s.tcp_state(),
+                Some(TcpState::FinWait | TcpState::TimeWait | TcpState::Closed)
+            );
+            let aged = now.saturating_duration_since(s.first_seen()) >= REPORT_AFTER;
+            if (app_known || closing || aged)
+                && !decision.pending_app
+                && s.ext.flags & flag::REPORTED == 0
+            {
                 s.ext.flags |= flag::REPORTED;
                 out[n] = Some(delta_record(s, flow, decision, mode, true));
                 n += 1;

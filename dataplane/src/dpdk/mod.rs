@@ -9,6 +9,7 @@
 //! drop (it is never `Clone`); a [`Port`] keeps the pool its queues draw from and the rings it
 //! was built on alive; the [`Eal`] is initialised once per process and cleaned up last.
 
+mod control;
 mod eal;
 mod log;
 mod mbuf;
@@ -20,6 +21,7 @@ mod worker;
 
 use std::ffi::CStr;
 
+pub use control::DpBackend;
 pub use eal::{Eal, LcoreId};
 pub use mbuf::{BURST, Mbuf};
 pub use mempool::Mempool;

@@ -14,7 +14,7 @@ use super::worker::{
 };
 use super::{DpdkError, Eal, LcoreId, Link, Mempool, Port, PortStats, worker};
 use crate::config::{DataplaneConfig, Idle, PortConfig};
-use crate::conntrack::{self, ConntrackSnapshot, Timeouts};
+use crate::conntrack::{self, ConntrackSnapshot, Timeouts, Timestamp};
 use crate::pipeline::{self, Pipeline, PipelineSnapshot};
 use crate::policy::ActivePolicy;
 use crate::report::{self, RecordConsumer};
@@ -162,6 +162,7 @@ pub struct Dataplane {
     reports: Vec<RecordConsumer>,
     /// The policy all workers enforce.
     policy: Arc<ArcSwap<ActivePolicy>>,
+    clock: Clock,
     pool: Arc<Mempool>,
     settings: Settings,
     next_pair: u64,
@@ -247,6 +248,7 @@ impl Dataplane {
             pipelines,
             reports,
             policy,
+            clock,
             pool,
             settings,
             next_pair: 1,
@@ -411,6 +413,11 @@ impl Dataplane {
             }
             std::thread::sleep(Duration::from_micros(20));
         }
+    }
+
+    /// Now, on the workers' clock (the timestamps in their records).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now(worker::tsc())
     }
 
     /// The policy the workers enforce now.

@@ -97,7 +97,7 @@ impl Clock {
     }
 
     #[inline]
-    fn now(self, tsc: u64) -> Timestamp {
+    pub(crate) fn now(self, tsc: u64) -> Timestamp {
         Timestamp::from_nanos(
             u64::try_from((u128::from(tsc) * self.mult) >> 32).unwrap_or(u64::MAX),
         )
@@ -187,7 +187,7 @@ struct WorkerCtx {
 /// The CPU's time-stamp counter (what DPDK's `rte_rdtsc` reads); read once per loop
 /// iteration (it costs tens of cycles on a VM).
 #[inline]
-fn tsc() -> u64 {
+pub(crate) fn tsc() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: RDTSC has no preconditions on x86_64; it only reads the counter.

@@ -1,0 +1,212 @@
+//! Policy enforced by a real palisade-dp between two network namespaces, driven over the
+//! control socket by a client in the test (needs root, network namespaces, hugepages, DPDK).
+//!
+//! protect: the allowed TCP connection works, another is refused (RST) and its violation
+//! arrives on the event stream; discover: both pass and both are reported; the control client
+//! goes away and the policy stays enforced.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use dataplane::ctl::Client;
+use dataplane::policy::{Action, Group, Mode, Policy, PortSpec, Rule, Workload};
+use dataplane::report::{Event, Verdict};
+use palisade_tests::{DpProcess, Netns, Veth, unique};
+
+const CLIENT: &str = "198.18.0.1";
+const SERVER: &str = "198.18.0.2";
+
+fn policy(generation: u64, mode: Mode) -> Policy {
+    let group = |name: &str| Group {
+        name: name.into(),
+        mode,
+        members: vec![],
+        cidrs: vec![],
+    };
+    let workload = |id: &str, group: &str, ip: &str| Workload {
+        id: id.into(),
+        group: group.into(),
+        mode,
+        macs: vec![],
+        ips: vec![ip.parse().unwrap()],
+        exempt: false,
+    };
+    Policy {
+        generation,
+        groups: vec![group("g.client"), group("g.server")],
+        rules: vec![Rule {
+            id: 1,
+            from: "g.client".into(),
+            to: "g.server".into(),
+            ports: vec![PortSpec::Tcp(5001, 5001)],
+            apps: vec![],
+            action: Action::Allow,
+            priority: 0,
+            learned: false,
+            disabled: false,
+        }],
+        workloads: vec![
+            workload("client", "g.client", CLIENT),
+            workload("server", "g.server", SERVER),
+        ],
+        nodes: vec![],
+    }
+}
+
+/// Echo servers on both ports in the server namespace, for the whole test.
+fn serve(ns: &Netns) {
+    for port in [5001u16, 5002] {
+        ns.run(move || {
+            let l = TcpListener::bind((SERVER, port)).unwrap();
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// Connects from the client namespace and exchanges a line; the error kind when it fails.
+fn talk(ns: &Netns, port: u16) -> Result<(), ErrorKind> {
+    ns.run(move || {
+        let addr: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
+        let mut s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.kind())?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"ping\n").map_err(|e| e.kind())?;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).map_err(|e| e.kind())?;
+        assert_eq!(&buf, b"ping\n");
+        Ok(())
+    })
+    .join()
+    .unwrap()
+}
+
+/// Events until `pred` has seen what it wants or `timeout` passes.
+fn wait_events(
+    c: &mut Client,
+    timeout: Duration,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Vec<Event> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(e) = c.next_event(Some(Duration::from_millis(200))).unwrap() {
+            let done = pred(&e);
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+    panic!("event not seen in {timeout:?}; got {seen:#?}");
+}
+
+#[test]
+fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both() {
+    let ns_a = Netns::new("pol-a");
+    let ns_b = Netns::new("pol-b");
+    let va = Veth::new(&ns_a, "ppa", &format!("{CLIENT}/24"));
+    let vb = Veth::new(&ns_b, "ppb", &format!("{SERVER}/24"));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dp.sock");
+    let mut dp = DpProcess::spawn(&format!(
+        "[dataplane]\nlcores = \"0-1\"\nfile_prefix = \"{}\"\nsessions = 4096\nsocket = \"{}\"\nstats_interval_s = 0\n\
+         [[dataplane.port]]\nname = \"a\"\nkind = \"af_packet\"\niface = \"{}\"\n\
+         [[dataplane.port]]\nname = \"b\"\nkind = \"af_packet\"\niface = \"{}\"\n\
+         [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
+        unique("pol"),
+        socket.display(),
+        va.host(),
+        vb.host()
+    ));
+    dp.wait_ready(Duration::from_secs(30));
+    serve(&ns_b);
+
+    let mut ctl = Client::connect(&socket).unwrap();
+    let mut events = Client::connect(&socket).unwrap();
+    events.subscribe().unwrap();
+
+    // Before any policy: nothing is a workload, everything passes.
+    assert_eq!(talk(&ns_a, 5002), Ok(()));
+
+    // protect: the rule's port works, the other is refused at once and reported.
+    assert_eq!(ctl.set_policy(&policy(1, Mode::Protect)).unwrap(), 1);
+    assert_eq!(talk(&ns_a, 5001), Ok(()));
+    let started = Instant::now();
+    assert_eq!(
+        talk(&ns_a, 5002),
+        Err(ErrorKind::ConnectionRefused),
+        "the dataplane answers with a RST"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused, not timed out"
+    );
+    let seen = wait_events(
+        &mut events,
+        Duration::from_secs(10),
+        |e| matches!(e, Event::Violation(v) if v.server.addr.port() == 5002),
+    );
+    let Some(Event::Violation(v)) = seen.last() else {
+        panic!()
+    };
+    assert_eq!(v.client.addr.ip().to_string(), CLIENT);
+    assert_eq!(v.client.workload.as_deref(), Some("client"));
+    assert_eq!(v.client.group, "g.client");
+    assert_eq!(v.server.group, "g.server");
+    assert_eq!(
+        (v.proto, v.mode, v.verdict, v.rule),
+        (6, Mode::Protect, Verdict::Denied, None)
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::Violation(v) if v.server.addr.port() == 5001)),
+        "the allowed connection is no violation"
+    );
+
+    // discover: both pass, both are reported for learning.
+    assert_eq!(ctl.set_policy(&policy(2, Mode::Discover)).unwrap(), 2);
+    assert_eq!(talk(&ns_a, 5001), Ok(()));
+    assert_eq!(talk(&ns_a, 5002), Ok(()));
+    let mut ports = std::collections::BTreeSet::new();
+    wait_events(&mut events, Duration::from_secs(10), |e| {
+        if let Event::Connection(c) = e
+            && c.mode == Mode::Discover
+            && c.verdict == Verdict::Allowed
+            && c.client.workload.as_deref() == Some("client")
+        {
+            ports.insert(c.server.addr.port());
+        }
+        ports.contains(&5001) && ports.contains(&5002)
+    });
+
+    // protect again, then the control clients go away: the policy stays.
+    assert_eq!(ctl.set_policy(&policy(3, Mode::Protect)).unwrap(), 3);
+    drop(ctl);
+    drop(events);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(talk(&ns_a, 5002), Err(ErrorKind::ConnectionRefused));
+    assert_eq!(talk(&ns_a, 5001), Ok(()));
+
+    // A new client resyncs: it learns the generation running.
+    let again = Client::connect(&socket).unwrap();
+    assert_eq!(again.server().generation, 3);
+    drop(again);
+
+    let st = dp.terminate(Duration::from_secs(15));
+    assert!(st.success(), "{}", dp.log_text());
+    assert!(!socket.exists(), "the socket file is removed on exit");
+    drop((va, vb));
+}
