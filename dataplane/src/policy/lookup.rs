@@ -65,6 +65,8 @@ impl Enforcement {
     #[inline]
     pub fn of(mode: Mode, verdict: Verdict) -> Self {
         match (mode, verdict) {
+            // "Deny rules drop in protect and alert otherwise": discover included.
+            (Mode::Discover, Verdict::Deny) => Self::Alert,
             (Mode::Discover, _) => Self::Learn,
             (_, Verdict::Allow) => Self::Forward,
             (Mode::Monitor, _) => Self::Alert,
