@@ -49,10 +49,13 @@
 //!
 //! Lists are pruned at compile time: a rule is kept only if it is the first of its list or adds
 //! an application no better-ranked rule of the list has (so no list is longer than 65 and a
-//! rule with no `apps` ends its list), since no query could reach it otherwise. A lookup probes
-//! the map once per group of the peer (typically two or three: its own group and
-//! `containers`, or `external` plus the address groups containing it) and keeps the best rank:
-//! its cost does not depend on the number of rules. No match falls to the mode's default.
+//! rule with no `apps` ends its list), since no query could reach it otherwise. A list's first
+//! entry is stored inline (most lists have one rule), and an entry (`Entry`, 16 bytes) carries
+//! the rule's id, action and applications, so the decision needs no further read. A lookup
+//! probes the map once per group of the peer (typically two or three: its own group and
+//! `containers`, or `external` plus the address groups containing it), skipping the groups a
+//! per-table 64-bit filter says the table never mentions, and keeps the best rank: its cost
+//! does not depend on the number of rules. No match falls to the mode's default.
 //!
 //! One table answers a query: the client's egress table probed with the server's groups (it
 //! holds every rule whose `from` the client is in, keyed by the group the server must be in),
@@ -106,7 +109,7 @@ pub(super) const PROTO_UDP: u8 = 17;
 pub(super) const PROTO_ICMPV6: u8 = 58;
 
 /// Application sets are 64-bit masks.
-const _: () = assert!(App::ALL.len() <= 64);
+const _: () = assert!(App::ALL.len() < 64);
 
 /// Every application.
 pub(super) const ALL_APPS: u64 = u64::MAX;
@@ -140,20 +143,54 @@ impl Span {
     }
 }
 
-/// A rule reachable from some list: its rank and the applications it covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A rule as a list holds it: 16 bytes with everything a decision needs, so a lookup never
+/// reads the rule elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Entry {
-    pub(super) rank: u32,
+    /// `rank << 1 | deny`: orders like the rank (ranks are distinct); lower is better.
+    pub(super) order: u32,
+    /// The rule's id.
+    pub(super) id: u32,
+    /// Applications it covers: [`ALL_APPS`] when it names none (a list of applications
+    /// never has every bit, as there are fewer than 64).
     pub(super) apps: u64,
 }
 
-/// What a verdict needs of a rule, by rank.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RuleInfo {
-    pub(super) id: u32,
-    pub(super) action: Action,
-    /// It names applications (undecided DPI makes it pending).
-    pub(super) has_apps: bool,
+impl Entry {
+    /// Matches nothing, ranks after everything: the head of an empty list.
+    pub(super) const NONE: Entry = Entry {
+        order: u32::MAX,
+        id: 0,
+        apps: 0,
+    };
+
+    fn new(rank: u32, rule: &Rule) -> Self {
+        Self {
+            order: rank.saturating_mul(2) | u32::from(rule.action == Action::Deny),
+            id: rule.id,
+            apps: apps_mask(&rule.apps),
+        }
+    }
+
+    #[inline]
+    pub(super) fn deny(self) -> bool {
+        self.order & 1 == 1
+    }
+
+    /// The rule names applications (an undecided one makes it pending).
+    #[inline]
+    pub(super) fn names_apps(self) -> bool {
+        self.apps != ALL_APPS
+    }
+}
+
+/// A rank-ordered list of entries, its first entry inline (most lists have one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct List {
+    /// [`Entry::NONE`] when empty.
+    pub(super) head: Entry,
+    /// The others (into `Compiled::entries`).
+    pub(super) tail: Span,
 }
 
 /// A workload, for [`Compiled::describe`].
@@ -210,8 +247,8 @@ pub(super) struct Peer {
     pub(super) exact: Span,
     /// Ranged buckets (into `Compiled::buckets`), one per protocol class present, sorted.
     pub(super) ranged: Span,
-    /// Best rank in `ranged` (`u32::MAX` when empty): an exact hit ranked above it is final
-    /// for this peer group.
+    /// Best [`Entry::order`] in `ranged` (`u32::MAX` when empty): an exact hit ranked above
+    /// it is final for this peer group.
     pub(super) best_ranged: u32,
 }
 
@@ -220,8 +257,7 @@ pub(super) struct Peer {
 pub(super) struct Exact {
     /// [`exact_key`].
     pub(super) key: u32,
-    /// Into `Compiled::entries`.
-    pub(super) list: Span,
+    pub(super) list: List,
 }
 
 /// Port ranges, `icmp` and `any` of one protocol class: sorted disjoint port intervals (into
@@ -229,7 +265,7 @@ pub(super) struct Exact {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bucket {
     pub(super) class: u8,
-    /// Best rank in its lists.
+    /// Best [`Entry::order`] in its lists.
     pub(super) best: u32,
     pub(super) intervals: Span,
 }
@@ -237,6 +273,12 @@ pub(super) struct Bucket {
 #[inline]
 pub(super) fn exact_key(proto: u8, port: u16) -> u32 {
     (u32::from(proto) << 16) | u32::from(port)
+}
+
+/// A table's bit for peer `group` in `Compiled::filters`.
+#[inline]
+pub(super) fn filter_bit(group: u32) -> u64 {
+    1u64 << (group.wrapping_mul(0x9e37_79b9) >> 26)
 }
 
 /// The key of `Compiled::peers`: table (`2 * profile + direction`) and peer group.
@@ -274,8 +316,8 @@ pub struct Stats {
 /// A compiled policy snapshot: immutable, shared by every worker. See the module doc.
 pub struct Compiled {
     pub(super) generation: u64,
-    /// By rank.
-    pub(super) rules: Box<[RuleInfo]>,
+    /// Enforced rules.
+    pub(super) rules: usize,
     pub(super) workloads: Box<[WorkloadInfo]>,
     pub(super) by_v4: FxHashMap<u32, Local>,
     pub(super) by_v6: FxHashMap<u128, Local>,
@@ -289,13 +331,16 @@ pub struct Compiled {
     pub(super) names: Box<[Box<str>]>,
     /// [`peer_key`] to the peer group's rules in that table.
     pub(super) peers: FxHashMap<u64, Peer>,
+    /// By table: the [`filter_bit`]s of its peer groups, so that a peer group the table never
+    /// mentions (typically `containers`) costs no probe of `peers`.
+    pub(super) filters: Box<[u64]>,
     pub(super) exact: Box<[Exact]>,
     pub(super) buckets: Box<[Bucket]>,
     pub(super) entries: Box<[Entry]>,
     /// Interval starts of all buckets.
     pub(super) starts: Box<[u16]>,
-    /// Entry lists of all intervals (parallel to `starts`).
-    pub(super) lists: Box<[Span]>,
+    /// Lists of all intervals (parallel to `starts`).
+    pub(super) lists: Box<[List]>,
 }
 
 impl fmt::Debug for Compiled {
@@ -492,8 +537,7 @@ fn apps_mask(apps: &[App]) -> u64 {
 struct ExactItem {
     peer: u32,
     key: u32,
-    rank: u32,
-    apps: u64,
+    entry: Entry,
 }
 
 /// A ranged rule item of one table, before the sweep.
@@ -501,26 +545,26 @@ struct ExactItem {
 struct RangedItem {
     peer: u32,
     class: u8,
-    rank: u32,
+    entry: Entry,
     lo: u16,
     hi: u16,
-    apps: u64,
 }
 
 /// The pools being built, and scratch space reused across tables.
 #[derive(Default)]
 struct Builder {
     peers: FxHashMap<u64, Peer>,
+    filters: Vec<u64>,
     exact: Vec<Exact>,
     buckets: Vec<Bucket>,
     entries: Vec<Entry>,
     starts: Vec<u16>,
-    lists: Vec<Span>,
+    lists: Vec<List>,
     exact_items: Vec<ExactItem>,
     ranged_items: Vec<RangedItem>,
-    /// Sweep state of one bucket: (port, insertion, rank, item).
+    /// Sweep state of one bucket: (port, insertion, order, item).
     events: Vec<(u32, bool, u32, u32)>,
-    active: BTreeMap<(u32, u32), u64>,
+    active: BTreeMap<(u32, u32), Entry>,
     list: Vec<Entry>,
 }
 
@@ -548,15 +592,39 @@ fn pruned(list: &mut Vec<Entry>, items: impl Iterator<Item = Entry>) {
 }
 
 impl Builder {
+    /// Stores `self.list` as a [`List`].
+    fn push_list(&mut self) -> List {
+        let Some((&head, tail)) = self.list.split_first() else {
+            return List {
+                head: Entry::NONE,
+                tail: Span::default(),
+            };
+        };
+        let start = self.entries.len();
+        self.entries.extend_from_slice(tail);
+        List {
+            head,
+            tail: Span::to_end(start, &self.entries),
+        }
+    }
+
+    /// Whether `prev` holds what `self.list` does.
+    fn same_list(&self, prev: &List) -> bool {
+        match self.list.split_first() {
+            None => prev.head == Entry::NONE,
+            Some((head, tail)) => prev.head == *head && prev.tail.of(&self.entries) == tail,
+        }
+    }
+
     /// Builds table `table` from `(peer group, rank)` pairs in rank order.
-    fn table(&mut self, table: u32, items: &[(u32, u32)], rules: &[&Rule], masks: &[u64]) {
+    fn table(&mut self, table: u32, items: &[(u32, u32)], rules: &[&Rule]) {
         self.exact_items.clear();
         self.ranged_items.clear();
         for &(peer, rank) in items {
-            let (Some(rule), Some(&apps)) = (rules.get(rank as usize), masks.get(rank as usize))
-            else {
+            let Some(rule) = rules.get(rank as usize) else {
                 continue;
             };
+            let entry = Entry::new(rank, rule);
             let ports: &[PortSpec] = if rule.ports.is_empty() {
                 &[PortSpec::Any]
             } else {
@@ -565,10 +633,9 @@ impl Builder {
             let ranged = |class, lo, hi| RangedItem {
                 peer,
                 class,
-                rank,
+                entry,
                 lo,
                 hi,
-                apps,
             };
             for p in ports {
                 match *p {
@@ -581,8 +648,7 @@ impl Builder {
                         self.exact_items.push(ExactItem {
                             peer,
                             key: exact_key(proto, lo),
-                            rank,
-                            apps,
+                            entry,
                         });
                     }
                     PortSpec::Tcp(lo, hi) => self.ranged_items.push(ranged(CLASS_TCP, lo, hi)),
@@ -604,6 +670,7 @@ impl Builder {
         let ranged_items = std::mem::take(&mut self.ranged_items);
 
         // Walk both lists peer by peer.
+        let mut filter = 0;
         let (mut e, mut r) = (0, 0);
         loop {
             let peer = match (exact_items.get(e), ranged_items.get(r)) {
@@ -620,18 +687,11 @@ impl Builder {
                 let Some(first) = run.first() else {
                     continue;
                 };
-                let start = self.entries.len();
-                pruned(
-                    &mut self.list,
-                    run.iter().map(|x| Entry {
-                        rank: x.rank,
-                        apps: x.apps,
-                    }),
-                );
-                self.entries.extend_from_slice(&self.list);
+                pruned(&mut self.list, run.iter().map(|x| x.entry));
+                let list = self.push_list();
                 self.exact.push(Exact {
                     key: first.key,
-                    list: Span::to_end(start, &self.entries),
+                    list,
                 });
             }
 
@@ -650,6 +710,7 @@ impl Builder {
                 });
             }
 
+            filter |= filter_bit(peer);
             self.peers.insert(
                 peer_key(table, peer),
                 Peer {
@@ -662,6 +723,9 @@ impl Builder {
         }
         self.exact_items = exact_items;
         self.ranged_items = ranged_items;
+        if let Some(slot) = self.filters.get_mut(table as usize) {
+            *slot = filter;
+        }
     }
 
     /// Cuts 0..=65535 at every range's ends; each interval gets the pruned rank-ordered list of
@@ -671,25 +735,18 @@ impl Builder {
         let first = self.starts.len();
         if run.iter().all(|x| x.lo == 0 && x.hi == u16::MAX) {
             // `any`, `icmp`, full ranges: one interval, `run` already in rank order.
-            let start = self.entries.len();
-            pruned(
-                &mut self.list,
-                run.iter().map(|x| Entry {
-                    rank: x.rank,
-                    apps: x.apps,
-                }),
-            );
-            self.entries.extend_from_slice(&self.list);
+            pruned(&mut self.list, run.iter().map(|x| x.entry));
+            let list = self.push_list();
             self.starts.push(0);
-            self.lists.push(Span::to_end(start, &self.entries));
-            let best = self.list.first().map_or(u32::MAX, |e| e.rank);
-            return (Span::to_end(first, &self.starts), best);
+            self.lists.push(list);
+            return (Span::to_end(first, &self.starts), list.head.order);
         }
         self.events.clear();
         for (i, x) in run.iter().enumerate() {
             let i = u32_of(i);
-            self.events.push((u32::from(x.lo), true, x.rank, i));
-            self.events.push((u32::from(x.hi) + 1, false, x.rank, i));
+            self.events.push((u32::from(x.lo), true, x.entry.order, i));
+            self.events
+                .push((u32::from(x.hi) + 1, false, x.entry.order, i));
         }
         // At one point, removals (false) before insertions.
         self.events.sort_unstable();
@@ -698,34 +755,28 @@ impl Builder {
         let mut ev = 0;
         let mut at = 0u32;
         while at <= u32::from(u16::MAX) {
-            while let Some(&(_, insert, rank, i)) = self.events.get(ev).filter(|e| e.0 == at) {
+            while let Some(&(_, insert, order, i)) = self.events.get(ev).filter(|e| e.0 == at) {
                 if insert {
-                    let apps = run.get(i as usize).map_or(0, |x| x.apps);
-                    self.active.insert((rank, i), apps);
+                    let entry = run.get(i as usize).map_or(Entry::NONE, |x| x.entry);
+                    self.active.insert((order, i), entry);
                 } else {
-                    self.active.remove(&(rank, i));
+                    self.active.remove(&(order, i));
                 }
                 ev += 1;
             }
-            pruned(
-                &mut self.list,
-                self.active
-                    .iter()
-                    .map(|(&(rank, _), &apps)| Entry { rank, apps }),
-            );
+            pruned(&mut self.list, self.active.values().copied());
             if let Some(e) = self.list.first() {
-                best = best.min(e.rank);
+                best = best.min(e.order);
             }
             let same = self
                 .lists
                 .get(first..)
                 .and_then(|l| l.last())
-                .is_some_and(|prev| prev.of(&self.entries) == self.list.as_slice());
+                .is_some_and(|prev| self.same_list(prev));
             if !same {
-                let start = self.entries.len();
-                self.entries.extend_from_slice(&self.list);
+                let list = self.push_list();
                 self.starts.push(u16::try_from(at).unwrap_or(u16::MAX));
-                self.lists.push(Span::to_end(start, &self.entries));
+                self.lists.push(list);
             }
             at = self.events.get(ev).map_or(u32::MAX, |e| e.0);
         }
@@ -857,7 +908,6 @@ impl Compiled {
         // Rules by rank, distributed to the profiles containing their `from` (egress) and
         // `to` (ingress).
         let rules = ranked(policy);
-        let masks: Vec<u64> = rules.iter().map(|r| apps_mask(&r.apps)).collect();
         let mut with_group: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
         for (p, span) in profile_sets.iter().enumerate() {
             for &g in span.of(&sets.pool) {
@@ -883,23 +933,19 @@ impl Compiled {
                 }
             }
         }
-        let mut b = Builder::default();
+        let mut b = Builder {
+            filters: vec![0; 2 * profile_sets.len()],
+            ..Builder::default()
+        };
         for (p, (e, i)) in egress.iter().zip(&ingress).enumerate() {
             let table = u32_of(p).saturating_mul(2);
-            b.table(table, e, &rules, &masks);
-            b.table(table.saturating_add(1), i, &rules, &masks);
+            b.table(table, e, &rules);
+            b.table(table.saturating_add(1), i, &rules);
         }
 
         Ok(Compiled {
             generation: policy.generation,
-            rules: rules
-                .iter()
-                .map(|r| RuleInfo {
-                    id: r.id,
-                    action: r.action,
-                    has_apps: !r.apps.is_empty(),
-                })
-                .collect(),
+            rules: rules.len(),
             workloads: workloads.into(),
             by_v4,
             by_v6,
@@ -910,6 +956,7 @@ impl Compiled {
             group_sets: sets.pool.into(),
             names: names.into(),
             peers: b.peers,
+            filters: b.filters.into(),
             exact: b.exact.into(),
             buckets: b.buckets.into(),
             entries: b.entries.into(),
@@ -925,7 +972,7 @@ impl Compiled {
 
     /// Enforced (not disabled) rules.
     pub fn rules(&self) -> usize {
-        self.rules.len()
+        self.rules
     }
 
     /// Workloads: the policy's and the announced ones, each id once.
@@ -952,14 +999,21 @@ impl Compiled {
     /// The compiled shape.
     pub fn stats(&self) -> Stats {
         Stats {
-            rules: self.rules.len(),
+            rules: self.rules,
             workloads: self.workloads.len(),
             profiles: self.profiles,
             peers: self.peers.len(),
             exact_keys: self.exact.len(),
             ranged_buckets: self.buckets.len(),
             intervals: self.starts.len(),
-            entries: self.entries.len(),
+            entries: self.entries.len()
+                + self
+                    .exact
+                    .iter()
+                    .map(|x| &x.list)
+                    .chain(self.lists.iter())
+                    .filter(|l| l.head != Entry::NONE)
+                    .count(),
             address_intervals: self.v4.starts.len() + self.v6.starts.len(),
             address_classes: self.classes.len(),
         }

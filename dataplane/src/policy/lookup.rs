@@ -16,10 +16,10 @@
 use std::net::IpAddr;
 
 use super::compile::{
-    ALL_APPS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_UDP, Compiled, Entry, Local, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, app_bit, exact_key, peer_key,
+    ALL_APPS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_UDP, Compiled, Entry, List, Local,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, app_bit, exact_key, filter_bit, peer_key,
 };
-use super::model::{Action, Mode};
+use super::model::Mode;
 use crate::dpi::App;
 
 /// One new connection (or one whose application was just decided).
@@ -147,10 +147,10 @@ struct End<'a> {
 /// Replaces `best` by the first entry of the rank-ordered `list` that ranks better and meets
 /// `want`.
 #[inline]
-fn first(list: &[Entry], want: u64, best: &mut Option<Entry>) {
-    let bound = best.map_or(u32::MAX, |b| b.rank);
-    for e in list {
-        if e.rank >= bound {
+fn first(list: &List, tail: &[Entry], want: u64, best: &mut Option<Entry>) {
+    let bound = best.map_or(u32::MAX, |b| b.order);
+    for e in std::iter::once(&list.head).chain(tail) {
+        if e.order >= bound {
             return;
         }
         if e.apps & want != 0 {
@@ -192,18 +192,18 @@ impl Compiled {
             }
         };
         let want = q.app.map_or(ALL_APPS, app_bit);
-        let hit = self.lookup(table, peers, q.proto, q.server_port, want);
-        let Some(info) = hit.and_then(|e| self.rules.get(e.rank as usize)) else {
+        let Some(hit) = self.lookup(table, peers, q.proto, q.server_port, want) else {
             return Decision::decided(mode, Verdict::NoMatch, None);
         };
-        if q.app.is_none() && info.has_apps {
+        if q.app.is_none() && hit.names_apps() {
             return Decision::pending(mode);
         }
-        let verdict = match info.action {
-            Action::Allow => Verdict::Allow,
-            Action::Deny => Verdict::Deny,
+        let verdict = if hit.deny() {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
         };
-        Decision::decided(mode, verdict, Some(info.id))
+        Decision::decided(mode, verdict, Some(hit.id))
     }
 
     /// The best-ranked entry of `table` for any of `peers` on `(proto, port)` whose
@@ -217,8 +217,12 @@ impl Compiled {
             PROTO_ICMP | PROTO_ICMPV6 => (CLASS_ICMP, 0),
             _ => (CLASS_OTHER, 0),
         };
+        let filter = self.filters.get(table as usize).copied().unwrap_or(0);
         let mut best: Option<Entry> = None;
         for &g in peers {
+            if filter & filter_bit(g) == 0 {
+                continue;
+            }
             let Some(peer) = self.peers.get(&peer_key(table, g)) else {
                 continue;
             };
@@ -226,10 +230,10 @@ impl Compiled {
                 let items = peer.exact.of(&self.exact);
                 let i = items.partition_point(|x| x.key < key);
                 if let Some(x) = items.get(i).filter(|x| x.key == key) {
-                    first(x.list.of(&self.entries), want, &mut best);
+                    first(&x.list, x.list.tail.of(&self.entries), want, &mut best);
                 }
             }
-            if best.is_some_and(|b| b.rank < peer.best_ranged) {
+            if best.is_some_and(|b| b.order < peer.best_ranged) {
                 continue;
             }
             let Some(bucket) = peer
@@ -240,13 +244,13 @@ impl Compiled {
             else {
                 continue;
             };
-            if best.is_some_and(|b| b.rank <= bucket.best) {
+            if best.is_some_and(|b| b.order <= bucket.best) {
                 continue;
             }
             let starts = bucket.intervals.of(&self.starts);
             let i = starts.partition_point(|s| *s <= port).saturating_sub(1);
             if let Some(list) = bucket.intervals.of(&self.lists).get(i) {
-                first(list.of(&self.entries), want, &mut best);
+                first(list, list.tail.of(&self.entries), want, &mut best);
             }
         }
         best
