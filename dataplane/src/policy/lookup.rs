@@ -144,12 +144,12 @@ struct End<'a> {
     groups: &'a [u32],
 }
 
-/// Replaces `best` by the first entry of the rank-ordered `list` that ranks better and meets
-/// `want`.
+/// Replaces `best` by the first entry of the rank-ordered `list` (its tail in `pool`) that
+/// ranks better and meets `want`.
 #[inline]
-fn first(list: &List, tail: &[Entry], want: u64, best: &mut Option<Entry>) {
+fn first(list: &List, pool: &[Entry], want: u64, best: &mut Option<Entry>) {
     let bound = best.map_or(u32::MAX, |b| b.order);
-    for e in std::iter::once(&list.head).chain(tail) {
+    for e in std::iter::once(&list.head).chain(list.tail.of(pool)) {
         if e.order >= bound {
             return;
         }
@@ -230,7 +230,7 @@ impl Compiled {
                 let items = peer.exact.of(&self.exact);
                 let i = items.partition_point(|x| x.key < key);
                 if let Some(x) = items.get(i).filter(|x| x.key == key) {
-                    first(&x.list, x.list.tail.of(&self.entries), want, &mut best);
+                    first(&x.list, &self.entries, want, &mut best);
                 }
             }
             if best.is_some_and(|b| b.order < peer.best_ranged) {
@@ -250,7 +250,7 @@ impl Compiled {
             let starts = bucket.intervals.of(&self.starts);
             let i = starts.partition_point(|s| *s <= port).saturating_sub(1);
             if let Some(list) = bucket.intervals.of(&self.lists).get(i) {
-                first(list, list.tail.of(&self.entries), want, &mut best);
+                first(list, &self.entries, want, &mut best);
             }
         }
         best
