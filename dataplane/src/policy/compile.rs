@@ -29,27 +29,48 @@
 //! groups, keyed by the rule's `to`) and an *ingress* table (rules whose `to` is one of its
 //! groups, keyed by `from`).
 //!
-//! A table ([`Table`]) has two structures, each yielding rule *ranks* (0 = the first rule by
-//! priority then order) and each rank with its application set as a 64-bit mask:
+//! **Few dependent cache misses.** A new flow touches cold memory, so the layout keeps the
+//! chain short. A workload address's hash-map value (`Local`) carries the profile, the mode
+//! and the group-set span itself. All tables share one hash map, `Compiled::peers`, keyed by
+//! `(table, peer group)`; its value (`Peer`) holds both of that pair's structures next to
+//! each other, each yielding rule *ranks* (0 = the first rule by priority then order), each
+//! rank with its application set as a 64-bit mask:
 //!
-//! - `exact`: `(peer group, protocol, port)` for `tcp/P` and `udp/P`, to the rank-ordered list
-//!   of rules with that key;
-//! - `ranged`: `(peer group, protocol class)` (TCP, UDP, ICMP, other) for port ranges, `icmp`
-//!   and `any`, to the port axis 0..=65535 cut into sorted disjoint intervals, each with the
-//!   rank-ordered list of rules covering it (binary search; `icmp`, `any` and other protocols
-//!   are one interval).
+//! - *exact*: the sorted `(protocol, port)` items of `tcp/P` and `udp/P` rules (usually one to
+//!   three per pair, found by binary search), each with the rank-ordered list of its rules;
+//! - *ranged*: one bucket per protocol class (TCP, UDP, ICMP, other) for port ranges, `icmp`
+//!   and `any`: the port axis 0..=65535 cut into sorted disjoint intervals, each with the
+//!   rank-ordered list of rules covering it (binary search; `icmp`, `any` and port-less
+//!   protocols are one interval), built by one sweep per bucket;
+//! - the best rank present in the ranged buckets (and in each bucket), so that an exact hit
+//!   ranked above it is final for that peer group without touching the intervals. (This is the
+//!   issue's per-table precomputation, kept per `(table, peer group)`: the finer bound is free,
+//!   as the pair's value is already in cache.)
 //!
 //! Lists are pruned at compile time: a rule is kept only if it is the first of its list or adds
 //! an application no better-ranked rule of the list has (so no list is longer than 65 and a
-//! rule with no `apps` ends its list), since no query could reach it otherwise. Each table also
-//! records the best rank in `ranged`, so an exact hit ranked above it returns without touching
-//! the ranged structure. A lookup probes each of the peer's groups (typically two or three):
-//! cost is independent of the number of rules.
+//! rule with no `apps` ends its list), since no query could reach it otherwise. A list's first
+//! entry is stored inline (most lists have one rule), and an entry (`Entry`, 16 bytes) carries
+//! the rule's id, action and applications, so the decision needs no further read. A lookup
+//! probes the map once per group of the peer (typically two or three: its own group and
+//! `containers`, or `external` plus the address groups containing it), skipping the groups a
+//! per-table 64-bit filter says the table never mentions, and keeps the best rank: its cost
+//! does not depend on the number of rules. No match falls to the mode's default.
 //!
-//! One table answers a query: the client's egress table when the client is a workload (it
+//! One table answers a query: the client's egress table probed with the server's groups (it
 //! holds every rule whose `from` the client is in, keyed by the group the server must be in),
-//! else the server's ingress table. Both give the same answer when both ends are workloads; the
-//! tests check it.
+//! or the server's ingress table probed with the client's groups. When only one end is a
+//! workload, its table is the one; when both are, either gives the same answer (the tests
+//! check both) and the one with fewer groups to probe is used.
+//!
+//! # Compile cost
+//!
+//! Each enabled rule is placed in the egress table of every profile containing its `from` and
+//! the ingress table of every profile containing its `to` (one or a few for a named group,
+//! every profile for `containers`), once per port spec (`any` once per protocol class); the
+//! items are sorted per table, then grouped and swept. The sweep of a ranged bucket walks, per
+//! interval, the covering rules in rank order until an application-less one: overlapping
+//! ranges that all name applications cost up to their overlap depth per interval.
 //!
 //! # Hasher
 //!
@@ -88,7 +109,7 @@ pub(super) const PROTO_UDP: u8 = 17;
 pub(super) const PROTO_ICMPV6: u8 = 58;
 
 /// Application sets are 64-bit masks.
-const _: () = assert!(App::ALL.len() <= 64);
+const _: () = assert!(App::ALL.len() < 64);
 
 /// Every application.
 pub(super) const ALL_APPS: u64 = u64::MAX;
@@ -122,30 +143,75 @@ impl Span {
     }
 }
 
-/// A rule reachable from some list: its rank and the applications it covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A rule as a list holds it: 16 bytes with everything a decision needs, so a lookup never
+/// reads the rule elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Entry {
-    pub(super) rank: u32,
+    /// `rank << 1 | deny`: orders like the rank (ranks are distinct); lower is better.
+    pub(super) order: u32,
+    /// The rule's id.
+    pub(super) id: u32,
+    /// Applications it covers: [`ALL_APPS`] when it names none (a list of applications
+    /// never has every bit, as there are fewer than 64).
     pub(super) apps: u64,
 }
 
-/// What a verdict needs of a rule, by rank.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RuleInfo {
-    pub(super) id: u32,
-    pub(super) action: Action,
-    /// It names applications (undecided DPI makes it pending).
-    pub(super) has_apps: bool,
+impl Entry {
+    /// Matches nothing, ranks after everything: the head of an empty list.
+    pub(super) const NONE: Entry = Entry {
+        order: u32::MAX,
+        id: 0,
+        apps: 0,
+    };
+
+    fn new(rank: u32, rule: &Rule) -> Self {
+        Self {
+            order: rank.saturating_mul(2) | u32::from(rule.action == Action::Deny),
+            id: rule.id,
+            apps: apps_mask(&rule.apps),
+        }
+    }
+
+    #[inline]
+    pub(super) fn deny(self) -> bool {
+        self.order & 1 == 1
+    }
+
+    /// The rule names applications (an undecided one makes it pending).
+    #[inline]
+    pub(super) fn names_apps(self) -> bool {
+        self.apps != ALL_APPS
+    }
 }
 
+/// A rank-ordered list of entries, its first entry inline (most lists have one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct List {
+    /// [`Entry::NONE`] when empty.
+    pub(super) head: Entry,
+    /// The others (into `Compiled::entries`).
+    pub(super) tail: Span,
+}
+
+/// A workload, for [`Compiled::describe`].
 #[derive(Debug)]
 pub(super) struct WorkloadInfo {
     pub(super) id: Box<str>,
-    /// Its own group, for [`Compiled::describe`].
+    /// Its own group.
     pub(super) group: u32,
+}
+
+/// What a workload's address resolves to: the address hash map's value, so that one probe
+/// gives everything a lookup needs of this end.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Local {
+    pub(super) workload: u32,
+    /// Its tables are `2 * profile` (egress) and `2 * profile + 1` (ingress).
+    pub(super) profile: u32,
+    /// Its profile's groups (into `Compiled::group_sets`).
+    pub(super) groups: Span,
     /// Its mode, `monitor` at most when it is exempt.
     pub(super) mode: Mode,
-    pub(super) profile: u32,
 }
 
 /// A class of non-workload addresses.
@@ -173,43 +239,52 @@ impl<A: Copy + Ord> AddrMap<A> {
     }
 }
 
-/// One set of group memberships and its tables, shared by the workloads that have it.
-#[derive(Debug)]
-pub(super) struct Profile {
-    pub(super) groups: Span,
-    /// Rules whose `from` is one of `groups`, keyed by `to`.
-    pub(super) egress: Table,
-    /// Rules whose `to` is one of `groups`, keyed by `from`.
-    pub(super) ingress: Table,
-}
-
-/// A ranged bucket: its intervals (into `Compiled::starts` and `Compiled::lists`) and the best
-/// rank in them.
+/// The rules of one table (a profile's egress or ingress) for one peer group: the value of
+/// `Compiled::peers`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Bucket {
-    pub(super) intervals: Span,
-    pub(super) best: u32,
-}
-
-/// One direction of one profile. See the module doc.
-#[derive(Debug, Default)]
-pub(super) struct Table {
-    /// [`exact_key`] to entries (into `Compiled::entries`).
-    pub(super) exact: FxHashMap<u64, Span>,
-    /// [`ranged_key`] to intervals.
-    pub(super) ranged: FxHashMap<u64, Bucket>,
-    /// Best rank in `ranged` (`u32::MAX` when empty).
+pub(super) struct Peer {
+    /// Exact items (into `Compiled::exact`), sorted by [`Exact::key`].
+    pub(super) exact: Span,
+    /// Ranged buckets (into `Compiled::buckets`), one per protocol class present, sorted.
+    pub(super) ranged: Span,
+    /// Best [`Entry::order`] in `ranged` (`u32::MAX` when empty): an exact hit ranked above
+    /// it is final for this peer group.
     pub(super) best_ranged: u32,
 }
 
-#[inline]
-pub(super) fn exact_key(group: u32, proto: u8, port: u16) -> u64 {
-    (u64::from(group) << 24) | (u64::from(proto) << 16) | u64::from(port)
+/// `tcp/P` or `udp/P`: the rank-ordered list of rules with that key.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Exact {
+    /// [`exact_key`].
+    pub(super) key: u32,
+    pub(super) list: List,
+}
+
+/// Port ranges, `icmp` and `any` of one protocol class: sorted disjoint port intervals (into
+/// `Compiled::starts` and `Compiled::lists`), each with its rank-ordered list.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bucket {
+    pub(super) class: u8,
+    /// Best [`Entry::order`] in its lists.
+    pub(super) best: u32,
+    pub(super) intervals: Span,
 }
 
 #[inline]
-pub(super) fn ranged_key(group: u32, class: u8) -> u64 {
-    (u64::from(group) << 8) | u64::from(class)
+pub(super) fn exact_key(proto: u8, port: u16) -> u32 {
+    (u32::from(proto) << 16) | u32::from(port)
+}
+
+/// A table's bit for peer `group` in `Compiled::filters`.
+#[inline]
+pub(super) fn filter_bit(group: u32) -> u64 {
+    1u64 << (group.wrapping_mul(0x9e37_79b9) >> 26)
+}
+
+/// The key of `Compiled::peers`: table (`2 * profile + direction`) and peer group.
+#[inline]
+pub(super) fn peer_key(table: u32, group: u32) -> u64 {
+    (u64::from(table) << 32) | u64::from(group)
 }
 
 /// Counts that describe a compiled policy's shape (for tests, logs and benchmarks).
@@ -222,9 +297,11 @@ pub struct Stats {
     /// Distinct group-membership sets among workloads (each has an egress and an ingress
     /// table).
     pub profiles: usize,
-    /// Exact `(peer group, protocol, port)` keys over all tables.
+    /// `(table, peer group)` keys: the hash map every lookup probes once per peer group.
+    pub peers: usize,
+    /// Exact `(protocol, port)` items over all peers.
     pub exact_keys: usize,
-    /// Ranged `(peer group, protocol class)` buckets over all tables.
+    /// Ranged `(protocol class)` buckets over all peers.
     pub ranged_buckets: usize,
     /// Port intervals over all buckets.
     pub intervals: usize,
@@ -239,24 +316,31 @@ pub struct Stats {
 /// A compiled policy snapshot: immutable, shared by every worker. See the module doc.
 pub struct Compiled {
     pub(super) generation: u64,
-    /// By rank.
-    pub(super) rules: Box<[RuleInfo]>,
+    /// Enforced rules.
+    pub(super) rules: usize,
     pub(super) workloads: Box<[WorkloadInfo]>,
-    pub(super) by_v4: FxHashMap<u32, u32>,
-    pub(super) by_v6: FxHashMap<u128, u32>,
+    pub(super) by_v4: FxHashMap<u32, Local>,
+    pub(super) by_v6: FxHashMap<u128, Local>,
     pub(super) v4: AddrMap<u32>,
     pub(super) v6: AddrMap<u128>,
     pub(super) classes: Box<[AddrClass]>,
-    pub(super) profiles: Box<[Profile]>,
+    pub(super) profiles: usize,
     /// Sorted group-id sets of profiles and address classes.
     pub(super) group_sets: Box<[u32]>,
     /// Group names by id.
     pub(super) names: Box<[Box<str>]>,
+    /// [`peer_key`] to the peer group's rules in that table.
+    pub(super) peers: FxHashMap<u64, Peer>,
+    /// By table: the [`filter_bit`]s of its peer groups, so that a peer group the table never
+    /// mentions (typically `containers`) costs no probe of `peers`.
+    pub(super) filters: Box<[u64]>,
+    pub(super) exact: Box<[Exact]>,
+    pub(super) buckets: Box<[Bucket]>,
     pub(super) entries: Box<[Entry]>,
     /// Interval starts of all buckets.
     pub(super) starts: Box<[u16]>,
-    /// Entry lists of all intervals (parallel to `starts`).
-    pub(super) lists: Box<[Span]>,
+    /// Lists of all intervals (parallel to `starts`).
+    pub(super) lists: Box<[List]>,
 }
 
 impl fmt::Debug for Compiled {
@@ -448,17 +532,39 @@ fn apps_mask(apps: &[App]) -> u64 {
     }
 }
 
-/// Scratch space for building tables, reused across profiles.
+/// An exact rule item of one table, before grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ExactItem {
+    peer: u32,
+    key: u32,
+    entry: Entry,
+}
+
+/// A ranged rule item of one table, before the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct RangedItem {
+    peer: u32,
+    class: u8,
+    entry: Entry,
+    lo: u16,
+    hi: u16,
+}
+
+/// The pools being built, and scratch space reused across tables.
 #[derive(Default)]
 struct Builder {
+    peers: FxHashMap<u64, Peer>,
+    filters: Vec<u64>,
+    exact: Vec<Exact>,
+    buckets: Vec<Bucket>,
     entries: Vec<Entry>,
     starts: Vec<u16>,
-    lists: Vec<Span>,
-    exact: Vec<(u64, u32, u64)>,
-    ranged: Vec<(u64, u32, u16, u16, u64)>,
-    /// Sweep state of one bucket.
+    lists: Vec<List>,
+    exact_items: Vec<ExactItem>,
+    ranged_items: Vec<RangedItem>,
+    /// Sweep state of one bucket: (port, insertion, order, item).
     events: Vec<(u32, bool, u32, u32)>,
-    active: BTreeMap<(u32, u32), u64>,
+    active: BTreeMap<(u32, u32), Entry>,
     list: Vec<Entry>,
 }
 
@@ -473,123 +579,174 @@ fn keep(list: &mut Vec<Entry>, union: &mut u64, e: Entry) {
     }
 }
 
+/// Pruned rank-ordered list of `items` (already in rank order) into `list`.
+fn pruned(list: &mut Vec<Entry>, items: impl Iterator<Item = Entry>) {
+    list.clear();
+    let mut union = 0;
+    for e in items {
+        if union == ALL_APPS {
+            break;
+        }
+        keep(list, &mut union, e);
+    }
+}
+
 impl Builder {
-    /// Builds one table from `(peer group, rank)` pairs in rank order.
-    fn table(&mut self, items: &[(u32, u32)], rules: &[&Rule], masks: &[u64]) -> Table {
-        self.exact.clear();
-        self.ranged.clear();
+    /// Stores `self.list` as a [`List`].
+    fn push_list(&mut self) -> List {
+        let Some((&head, tail)) = self.list.split_first() else {
+            return List {
+                head: Entry::NONE,
+                tail: Span::default(),
+            };
+        };
+        let start = self.entries.len();
+        self.entries.extend_from_slice(tail);
+        List {
+            head,
+            tail: Span::to_end(start, &self.entries),
+        }
+    }
+
+    /// Whether `prev` holds what `self.list` does.
+    fn same_list(&self, prev: &List) -> bool {
+        match self.list.split_first() {
+            None => prev.head == Entry::NONE,
+            Some((head, tail)) => prev.head == *head && prev.tail.of(&self.entries) == tail,
+        }
+    }
+
+    /// Builds table `table` from `(peer group, rank)` pairs in rank order.
+    fn table(&mut self, table: u32, items: &[(u32, u32)], rules: &[&Rule]) {
+        self.exact_items.clear();
+        self.ranged_items.clear();
         for &(peer, rank) in items {
-            let (Some(rule), Some(&apps)) = (rules.get(rank as usize), masks.get(rank as usize))
-            else {
+            let Some(rule) = rules.get(rank as usize) else {
                 continue;
             };
+            let entry = Entry::new(rank, rule);
             let ports: &[PortSpec] = if rule.ports.is_empty() {
                 &[PortSpec::Any]
             } else {
                 &rule.ports
             };
+            let ranged = |class, lo, hi| RangedItem {
+                peer,
+                class,
+                entry,
+                lo,
+                hi,
+            };
             for p in ports {
                 match *p {
-                    PortSpec::Tcp(lo, hi) if lo == hi => {
-                        self.exact
-                            .push((exact_key(peer, PROTO_TCP, lo), rank, apps));
+                    PortSpec::Tcp(lo, hi) | PortSpec::Udp(lo, hi) if lo == hi => {
+                        let proto = if matches!(p, PortSpec::Tcp(..)) {
+                            PROTO_TCP
+                        } else {
+                            PROTO_UDP
+                        };
+                        self.exact_items.push(ExactItem {
+                            peer,
+                            key: exact_key(proto, lo),
+                            entry,
+                        });
                     }
-                    PortSpec::Udp(lo, hi) if lo == hi => {
-                        self.exact
-                            .push((exact_key(peer, PROTO_UDP, lo), rank, apps));
-                    }
-                    PortSpec::Tcp(lo, hi) => {
-                        self.ranged
-                            .push((ranged_key(peer, CLASS_TCP), rank, lo, hi, apps));
-                    }
-                    PortSpec::Udp(lo, hi) => {
-                        self.ranged
-                            .push((ranged_key(peer, CLASS_UDP), rank, lo, hi, apps));
-                    }
+                    PortSpec::Tcp(lo, hi) => self.ranged_items.push(ranged(CLASS_TCP, lo, hi)),
+                    PortSpec::Udp(lo, hi) => self.ranged_items.push(ranged(CLASS_UDP, lo, hi)),
                     PortSpec::Icmp => {
-                        self.ranged
-                            .push((ranged_key(peer, CLASS_ICMP), rank, 0, u16::MAX, apps));
+                        self.ranged_items.push(ranged(CLASS_ICMP, 0, u16::MAX));
                     }
                     PortSpec::Any => {
                         for class in [CLASS_TCP, CLASS_UDP, CLASS_ICMP, CLASS_OTHER] {
-                            self.ranged
-                                .push((ranged_key(peer, class), rank, 0, u16::MAX, apps));
+                            self.ranged_items.push(ranged(class, 0, u16::MAX));
                         }
                     }
                 }
             }
         }
+        self.exact_items.sort_unstable();
+        self.ranged_items.sort_unstable();
+        let exact_items = std::mem::take(&mut self.exact_items);
+        let ranged_items = std::mem::take(&mut self.ranged_items);
 
-        let mut table = Table {
-            best_ranged: u32::MAX,
-            ..Table::default()
-        };
-
-        // Exact: group by key, in rank order, pruned.
-        self.exact.sort_unstable();
-        table.exact.reserve(self.exact.len());
-        let exact = std::mem::take(&mut self.exact);
-        for run in exact.chunk_by(|a, b| a.0 == b.0) {
-            let start = self.entries.len();
-            let mut union = 0;
-            for &(_, rank, apps) in run {
-                if union == ALL_APPS {
-                    break;
-                }
-                if self.entries.len() == start || apps & !union != 0 {
-                    self.entries.push(Entry { rank, apps });
-                    union |= apps;
-                }
-            }
-            if let Some(&(key, ..)) = run.first() {
-                table.exact.insert(key, Span::to_end(start, &self.entries));
-            }
-        }
-        self.exact = exact;
-
-        // Ranged: per bucket, sweep the port axis.
-        self.ranged.sort_unstable();
-        let ranged = std::mem::take(&mut self.ranged);
-        for run in ranged.chunk_by(|a, b| a.0 == b.0) {
-            let Some(&(key, ..)) = run.first() else {
-                continue;
+        // Walk both lists peer by peer.
+        let mut filter = 0;
+        let (mut e, mut r) = (0, 0);
+        loop {
+            let peer = match (exact_items.get(e), ranged_items.get(r)) {
+                (None, None) => break,
+                (Some(x), None) => x.peer,
+                (None, Some(y)) => y.peer,
+                (Some(x), Some(y)) => x.peer.min(y.peer),
             };
-            let bucket = self.bucket(run);
-            table.best_ranged = table.best_ranged.min(bucket.best);
-            table.ranged.insert(key, bucket);
+            let e_end = e + exact_items[e..].partition_point(|x| x.peer == peer);
+            let r_end = r + ranged_items[r..].partition_point(|y| y.peer == peer);
+
+            let exact_start = self.exact.len();
+            for run in exact_items[e..e_end].chunk_by(|a, b| a.key == b.key) {
+                let Some(first) = run.first() else {
+                    continue;
+                };
+                pruned(&mut self.list, run.iter().map(|x| x.entry));
+                let list = self.push_list();
+                self.exact.push(Exact {
+                    key: first.key,
+                    list,
+                });
+            }
+
+            let buckets_start = self.buckets.len();
+            let mut best_ranged = u32::MAX;
+            for run in ranged_items[r..r_end].chunk_by(|a, b| a.class == b.class) {
+                let Some(first) = run.first() else {
+                    continue;
+                };
+                let (intervals, best) = self.bucket(run);
+                best_ranged = best_ranged.min(best);
+                self.buckets.push(Bucket {
+                    class: first.class,
+                    best,
+                    intervals,
+                });
+            }
+
+            filter |= filter_bit(peer);
+            self.peers.insert(
+                peer_key(table, peer),
+                Peer {
+                    exact: Span::to_end(exact_start, &self.exact),
+                    ranged: Span::to_end(buckets_start, &self.buckets),
+                    best_ranged,
+                },
+            );
+            (e, r) = (e_end, r_end);
         }
-        self.ranged = ranged;
-        table
+        self.exact_items = exact_items;
+        self.ranged_items = ranged_items;
+        if let Some(slot) = self.filters.get_mut(table as usize) {
+            *slot = filter;
+        }
     }
 
     /// Cuts 0..=65535 at every range's ends; each interval gets the pruned rank-ordered list of
-    /// the ranges covering it (adjacent intervals with equal lists merge).
-    fn bucket(&mut self, run: &[(u64, u32, u16, u16, u64)]) -> Bucket {
+    /// the ranges covering it (adjacent intervals with equal lists merge). Returns the
+    /// intervals and the best rank in them.
+    fn bucket(&mut self, run: &[RangedItem]) -> (Span, u32) {
         let first = self.starts.len();
-        if run.iter().all(|r| r.2 == 0 && r.3 == u16::MAX) {
+        if run.iter().all(|x| x.lo == 0 && x.hi == u16::MAX) {
             // `any`, `icmp`, full ranges: one interval, `run` already in rank order.
-            let start = self.entries.len();
-            let mut union = 0;
-            self.list.clear();
-            for &(_, rank, _, _, apps) in run {
-                if union == ALL_APPS {
-                    break;
-                }
-                keep(&mut self.list, &mut union, Entry { rank, apps });
-            }
-            self.entries.extend_from_slice(&self.list);
+            pruned(&mut self.list, run.iter().map(|x| x.entry));
+            let list = self.push_list();
             self.starts.push(0);
-            self.lists.push(Span::to_end(start, &self.entries));
-            return Bucket {
-                intervals: Span::to_end(first, &self.starts),
-                best: self.list.first().map_or(u32::MAX, |e| e.rank),
-            };
+            self.lists.push(list);
+            return (Span::to_end(first, &self.starts), list.head.order);
         }
         self.events.clear();
-        for (i, &(_, rank, lo, hi, _)) in run.iter().enumerate() {
+        for (i, x) in run.iter().enumerate() {
             let i = u32_of(i);
-            self.events.push((u32::from(lo), true, rank, i));
-            self.events.push((u32::from(hi) + 1, false, rank, i));
+            self.events.push((u32::from(x.lo), true, x.entry.order, i));
+            self.events
+                .push((u32::from(x.hi) + 1, false, x.entry.order, i));
         }
         // At one point, removals (false) before insertions.
         self.events.sort_unstable();
@@ -598,43 +755,32 @@ impl Builder {
         let mut ev = 0;
         let mut at = 0u32;
         while at <= u32::from(u16::MAX) {
-            while let Some(&(_, start, rank, i)) = self.events.get(ev).filter(|e| e.0 == at) {
-                if start {
-                    let apps = run.get(i as usize).map_or(0, |r| r.4);
-                    self.active.insert((rank, i), apps);
+            while let Some(&(_, insert, order, i)) = self.events.get(ev).filter(|e| e.0 == at) {
+                if insert {
+                    let entry = run.get(i as usize).map_or(Entry::NONE, |x| x.entry);
+                    self.active.insert((order, i), entry);
                 } else {
-                    self.active.remove(&(rank, i));
+                    self.active.remove(&(order, i));
                 }
                 ev += 1;
             }
-            self.list.clear();
-            let mut union = 0;
-            for (&(rank, _), &apps) in &self.active {
-                if union == ALL_APPS {
-                    break;
-                }
-                keep(&mut self.list, &mut union, Entry { rank, apps });
-            }
+            pruned(&mut self.list, self.active.values().copied());
             if let Some(e) = self.list.first() {
-                best = best.min(e.rank);
+                best = best.min(e.order);
             }
             let same = self
                 .lists
                 .get(first..)
                 .and_then(|l| l.last())
-                .is_some_and(|prev| prev.of(&self.entries) == self.list.as_slice());
+                .is_some_and(|prev| self.same_list(prev));
             if !same {
-                let start = self.entries.len();
-                self.entries.extend_from_slice(&self.list);
+                let list = self.push_list();
                 self.starts.push(u16::try_from(at).unwrap_or(u16::MAX));
-                self.lists.push(Span::to_end(start, &self.entries));
+                self.lists.push(list);
             }
             at = self.events.get(ev).map_or(u32::MAX, |e| e.0);
         }
-        Bucket {
-            intervals: Span::to_end(first, &self.starts),
-            best,
-        }
+        (Span::to_end(first, &self.starts), best)
     }
 }
 
@@ -708,8 +854,8 @@ impl Compiled {
                 }
             }
         }
-        let mut by_v4 = FxHashMap::default();
-        let mut by_v6 = FxHashMap::default();
+        let mut by_v4: FxHashMap<u32, Local> = FxHashMap::default();
+        let mut by_v6: FxHashMap<u128, Local> = FxHashMap::default();
         let mut profile_ids: FxHashMap<Span, u32> = FxHashMap::default();
         let mut profile_sets: Vec<Span> = Vec::new();
         let mut workloads = Vec::with_capacity(merged.len());
@@ -721,14 +867,8 @@ impl Compiled {
             set.extend(members);
             for ip in &w.ips {
                 let class = match *ip {
-                    IpAddr::V4(a) => {
-                        by_v4.insert(u32::from(a), u32_of(i));
-                        v4.class_of(u32::from(a))
-                    }
-                    IpAddr::V6(a) => {
-                        by_v6.insert(u128::from(a), u32_of(i));
-                        v6.class_of(u128::from(a))
-                    }
+                    IpAddr::V4(a) => v4.class_of(u32::from(a)),
+                    IpAddr::V6(a) => v6.class_of(u128::from(a)),
                 };
                 if let Some(c) = classes.classes.get(class as usize) {
                     let groups = c.groups.of(&sets.pool);
@@ -737,28 +877,37 @@ impl Compiled {
             }
             set.sort_unstable();
             set.dedup();
-            let span = sets.intern(&set);
-            let profile = *profile_ids.entry(span).or_insert_with(|| {
-                profile_sets.push(span);
+            let groups = sets.intern(&set);
+            let profile = *profile_ids.entry(groups).or_insert_with(|| {
+                profile_sets.push(groups);
                 u32_of(profile_sets.len() - 1)
             });
-            let mode = if w.exempt {
-                w.mode.min(Mode::Monitor)
-            } else {
-                w.mode
+            let local = Local {
+                workload: u32_of(i),
+                profile,
+                groups,
+                mode: if w.exempt {
+                    w.mode.min(Mode::Monitor)
+                } else {
+                    w.mode
+                },
             };
+            // A later workload listing the same address replaces an earlier one.
+            for ip in &w.ips {
+                match *ip {
+                    IpAddr::V4(a) => by_v4.insert(u32::from(a), local),
+                    IpAddr::V6(a) => by_v6.insert(u128::from(a), local),
+                };
+            }
             workloads.push(WorkloadInfo {
                 id: w.id.as_str().into(),
                 group: own,
-                mode,
-                profile,
             });
         }
 
         // Rules by rank, distributed to the profiles containing their `from` (egress) and
         // `to` (ingress).
         let rules = ranked(policy);
-        let masks: Vec<u64> = rules.iter().map(|r| apps_mask(&r.apps)).collect();
         let mut with_group: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
         for (p, span) in profile_sets.iter().enumerate() {
             for &g in span.of(&sets.pool) {
@@ -784,36 +933,32 @@ impl Compiled {
                 }
             }
         }
-        let mut b = Builder::default();
-        let profiles: Vec<Profile> = profile_sets
-            .iter()
-            .zip(egress.iter().zip(&ingress))
-            .map(|(&groups, (e, i))| Profile {
-                groups,
-                egress: b.table(e, &rules, &masks),
-                ingress: b.table(i, &rules, &masks),
-            })
-            .collect();
+        let mut b = Builder {
+            filters: vec![0; 2 * profile_sets.len()],
+            ..Builder::default()
+        };
+        for (p, (e, i)) in egress.iter().zip(&ingress).enumerate() {
+            let table = u32_of(p).saturating_mul(2);
+            b.table(table, e, &rules);
+            b.table(table.saturating_add(1), i, &rules);
+        }
 
         Ok(Compiled {
             generation: policy.generation,
-            rules: rules
-                .iter()
-                .map(|r| RuleInfo {
-                    id: r.id,
-                    action: r.action,
-                    has_apps: !r.apps.is_empty(),
-                })
-                .collect(),
+            rules: rules.len(),
             workloads: workloads.into(),
             by_v4,
             by_v6,
             v4,
             v6,
             classes: classes.classes.into(),
-            profiles: profiles.into(),
+            profiles: profile_sets.len(),
             group_sets: sets.pool.into(),
             names: names.into(),
+            peers: b.peers,
+            filters: b.filters.into(),
+            exact: b.exact.into(),
+            buckets: b.buckets.into(),
             entries: b.entries.into(),
             starts: b.starts.into(),
             lists: b.lists.into(),
@@ -827,7 +972,7 @@ impl Compiled {
 
     /// Enforced (not disabled) rules.
     pub fn rules(&self) -> usize {
-        self.rules.len()
+        self.rules
     }
 
     /// Workloads: the policy's and the announced ones, each id once.
@@ -838,7 +983,10 @@ impl Compiled {
     /// For reports: what an address resolved to: a workload's id and group, else `nodes`,
     /// `external` or the most specific address group containing it (see the module doc).
     pub fn describe(&self, ip: IpAddr) -> (Option<&str>, &str) {
-        if let Some(w) = self.workload_at(ip) {
+        if let Some(w) = self
+            .local(ip)
+            .and_then(|l| self.workloads.get(l.workload as usize))
+        {
             return (Some(&w.id), self.name(w.group));
         }
         let name = self
@@ -850,15 +998,22 @@ impl Compiled {
 
     /// The compiled shape.
     pub fn stats(&self) -> Stats {
-        let tables = || self.profiles.iter().flat_map(|p| [&p.egress, &p.ingress]);
         Stats {
-            rules: self.rules.len(),
+            rules: self.rules,
             workloads: self.workloads.len(),
-            profiles: self.profiles.len(),
-            exact_keys: tables().map(|t| t.exact.len()).sum(),
-            ranged_buckets: tables().map(|t| t.ranged.len()).sum(),
+            profiles: self.profiles,
+            peers: self.peers.len(),
+            exact_keys: self.exact.len(),
+            ranged_buckets: self.buckets.len(),
             intervals: self.starts.len(),
-            entries: self.entries.len(),
+            entries: self.entries.len()
+                + self
+                    .exact
+                    .iter()
+                    .map(|x| &x.list)
+                    .chain(self.lists.iter())
+                    .filter(|l| l.head != Entry::NONE)
+                    .count(),
             address_intervals: self.v4.starts.len() + self.v6.starts.len(),
             address_classes: self.classes.len(),
         }
@@ -871,12 +1026,11 @@ impl Compiled {
     }
 
     #[inline]
-    pub(super) fn workload_at(&self, ip: IpAddr) -> Option<&WorkloadInfo> {
-        let i = match ip {
+    pub(super) fn local(&self, ip: IpAddr) -> Option<&Local> {
+        match ip {
             IpAddr::V4(a) => self.by_v4.get(&u32::from(a)),
             IpAddr::V6(a) => self.by_v6.get(&u128::from(a)),
-        }?;
-        self.workloads.get(*i as usize)
+        }
     }
 
     #[inline]

@@ -4,21 +4,22 @@
 //! 1. Resolve both addresses: a workload (one hash probe) with its profile's group set, or a
 //!    non-workload address class (binary search in the address map) with its group set.
 //! 2. The effective mode; when neither end is a workload, stop: not enforced.
-//! 3. One table: the client's egress table probed with the server's groups, or, when the
-//!    client is not a workload, the server's ingress table probed with the client's groups.
-//!    For each peer group, the exact `(group, protocol, port)` list; then, unless an exact hit
-//!    already ranks above everything in the ranged structure, the ranged bucket's interval
-//!    holding the port. The best (lowest) rank whose applications include the query's wins.
+//! 3. One table: the client's egress table probed with the server's groups, or the server's
+//!    ingress table probed with the client's groups (when both ends are workloads, the one
+//!    with fewer groups). For each peer group, one probe of the `(table, peer group)` map;
+//!    then the exact `(protocol, port)` item; then, unless the exact hit already ranks above
+//!    everything in the ranged buckets, the bucket's interval holding the port. The best
+//!    (lowest) rank whose applications include the query's wins.
 //! 4. The verdict (or pending, for an undecided application and a rule naming applications),
 //!    then the enforcement for the mode.
 
 use std::net::IpAddr;
 
 use super::compile::{
-    ALL_APPS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_UDP, Compiled, Entry, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Table, app_bit, exact_key, ranged_key,
+    ALL_APPS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_UDP, Compiled, Entry, List, Local,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, app_bit, exact_key, filter_bit, peer_key,
 };
-use super::model::{Action, Mode};
+use super::model::Mode;
 use crate::dpi::App;
 
 /// One new connection (or one whose application was just decided).
@@ -140,69 +141,18 @@ pub(super) enum Side {
 
 /// One resolved address.
 struct End<'a> {
-    /// Mode and profile when it is a workload.
-    workload: Option<(Mode, u32)>,
+    /// Set when it is a workload's.
+    local: Option<&'a Local>,
     groups: &'a [u32],
 }
 
-impl Table {
-    /// The best-ranked entry for `peers` on `(proto, port)` whose applications meet `want`.
-    #[inline]
-    fn lookup(
-        &self,
-        c: &Compiled,
-        peers: &[u32],
-        proto: u8,
-        port: u16,
-        want: u64,
-    ) -> Option<Entry> {
-        let mut best: Option<Entry> = None;
-        if proto == PROTO_TCP || proto == PROTO_UDP {
-            if !self.exact.is_empty() {
-                for &g in peers {
-                    if let Some(span) = self.exact.get(&exact_key(g, proto, port)) {
-                        first(span.of(&c.entries), want, &mut best);
-                    }
-                }
-            }
-            if best.is_some_and(|b| b.rank < self.best_ranged) {
-                return best;
-            }
-        }
-        if self.ranged.is_empty() {
-            return best;
-        }
-        let (class, port) = match proto {
-            PROTO_TCP => (CLASS_TCP, port),
-            PROTO_UDP => (CLASS_UDP, port),
-            PROTO_ICMP | PROTO_ICMPV6 => (CLASS_ICMP, 0),
-            _ => (CLASS_OTHER, 0),
-        };
-        for &g in peers {
-            let Some(bucket) = self.ranged.get(&ranged_key(g, class)) else {
-                continue;
-            };
-            if best.is_some_and(|b| b.rank <= bucket.best) {
-                continue;
-            }
-            let starts = bucket.intervals.of(&c.starts);
-            let i = starts.partition_point(|s| *s <= port).saturating_sub(1);
-            let lists = bucket.intervals.of(&c.lists);
-            if let Some(list) = lists.get(i) {
-                first(list.of(&c.entries), want, &mut best);
-            }
-        }
-        best
-    }
-}
-
-/// Replaces `best` by the first entry of the rank-ordered `list` that ranks better and meets
-/// `want`.
+/// Replaces `best` by the first entry of the rank-ordered `list` (its tail in `pool`) that
+/// ranks better and meets `want`.
 #[inline]
-fn first(list: &[Entry], want: u64, best: &mut Option<Entry>) {
-    let bound = best.map_or(u32::MAX, |b| b.rank);
-    for e in list {
-        if e.rank >= bound {
+fn first(list: &List, pool: &[Entry], want: u64, best: &mut Option<Entry>) {
+    let bound = best.map_or(u32::MAX, |b| b.order);
+    for e in std::iter::once(&list.head).chain(list.tail.of(pool)) {
+        if e.order >= bound {
             return;
         }
         if e.apps & want != 0 {
@@ -224,56 +174,96 @@ impl Compiled {
     pub(super) fn evaluate_via(&self, q: &Query, side: Option<Side>) -> Decision {
         let client = self.end(q.client);
         let server = self.end(q.server);
-        let (mode, table, peers) = match (client.workload, server.workload) {
+        let egress = |l: &Local| l.profile.saturating_mul(2);
+        let ingress = |l: &Local| l.profile.saturating_mul(2).saturating_add(1);
+        let (mode, table, peers) = match (client.local, server.local) {
             (None, None) => return Decision::UNENFORCED,
-            (Some((mode, p)), None) => (mode, self.egress(p), server.groups),
-            (None, Some((mode, p))) => (mode, self.ingress(p), client.groups),
-            (Some((a, pa)), Some((b, pb))) => {
-                let mode = a.max(b);
+            (Some(c), None) => (c.mode, egress(c), server.groups),
+            (None, Some(s)) => (s.mode, ingress(s), client.groups),
+            (Some(c), Some(s)) => {
+                let mode = c.mode.max(s.mode);
                 let side = side.unwrap_or(if client.groups.len() < server.groups.len() {
                     Side::ServerIngress
                 } else {
                     Side::ClientEgress
                 });
                 match side {
-                    Side::ClientEgress => (mode, self.egress(pa), server.groups),
-                    Side::ServerIngress => (mode, self.ingress(pb), client.groups),
+                    Side::ClientEgress => (mode, egress(c), server.groups),
+                    Side::ServerIngress => (mode, ingress(s), client.groups),
                 }
             }
         };
         let want = q.app.map_or(ALL_APPS, app_bit);
-        let hit = table.and_then(|t| t.lookup(self, peers, q.proto, q.server_port, want));
-        let Some(info) = hit.and_then(|e| self.rules.get(e.rank as usize)) else {
+        let Some(hit) = self.lookup(table, peers, q.proto, q.server_port, want) else {
             return Decision::decided(mode, Verdict::NoMatch, None);
         };
-        if q.app.is_none() && info.has_apps {
+        if q.app.is_none() && hit.names_apps() {
             return Decision::pending(mode);
         }
-        let verdict = match info.action {
-            Action::Allow => Verdict::Allow,
-            Action::Deny => Verdict::Deny,
+        let verdict = if hit.deny() {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
         };
-        Decision::decided(mode, verdict, Some(info.id))
+        Decision::decided(mode, verdict, Some(hit.id))
     }
 
-    fn egress(&self, profile: u32) -> Option<&Table> {
-        self.profiles.get(profile as usize).map(|p| &p.egress)
-    }
-
-    fn ingress(&self, profile: u32) -> Option<&Table> {
-        self.profiles.get(profile as usize).map(|p| &p.ingress)
+    /// The best-ranked entry of `table` for any of `peers` on `(proto, port)` whose
+    /// applications meet `want`.
+    #[inline]
+    fn lookup(&self, table: u32, peers: &[u32], proto: u8, port: u16, want: u64) -> Option<Entry> {
+        let exact = (proto == PROTO_TCP || proto == PROTO_UDP).then(|| exact_key(proto, port));
+        let (class, port) = match proto {
+            PROTO_TCP => (CLASS_TCP, port),
+            PROTO_UDP => (CLASS_UDP, port),
+            PROTO_ICMP | PROTO_ICMPV6 => (CLASS_ICMP, 0),
+            _ => (CLASS_OTHER, 0),
+        };
+        let filter = self.filters.get(table as usize).copied().unwrap_or(0);
+        let mut best: Option<Entry> = None;
+        for &g in peers {
+            if filter & filter_bit(g) == 0 {
+                continue;
+            }
+            let Some(peer) = self.peers.get(&peer_key(table, g)) else {
+                continue;
+            };
+            if let Some(key) = exact {
+                let items = peer.exact.of(&self.exact);
+                let i = items.partition_point(|x| x.key < key);
+                if let Some(x) = items.get(i).filter(|x| x.key == key) {
+                    first(&x.list, &self.entries, want, &mut best);
+                }
+            }
+            if best.is_some_and(|b| b.order < peer.best_ranged) {
+                continue;
+            }
+            let Some(bucket) = peer
+                .ranged
+                .of(&self.buckets)
+                .iter()
+                .find(|b| b.class == class)
+            else {
+                continue;
+            };
+            if best.is_some_and(|b| b.order <= bucket.best) {
+                continue;
+            }
+            let starts = bucket.intervals.of(&self.starts);
+            let i = starts.partition_point(|s| *s <= port).saturating_sub(1);
+            if let Some(list) = bucket.intervals.of(&self.lists).get(i) {
+                first(list, &self.entries, want, &mut best);
+            }
+        }
+        best
     }
 
     #[inline]
     fn end(&self, ip: IpAddr) -> End<'_> {
-        if let Some(w) = self.workload_at(ip) {
-            let groups = self
-                .profiles
-                .get(w.profile as usize)
-                .map_or(&[][..], |p| p.groups.of(&self.group_sets));
+        if let Some(l) = self.local(ip) {
             return End {
-                workload: Some((w.mode, w.profile)),
-                groups,
+                local: Some(l),
+                groups: l.groups.of(&self.group_sets),
             };
         }
         let groups = self
@@ -281,7 +271,7 @@ impl Compiled {
             .get(self.class_at(ip) as usize)
             .map_or(&[][..], |c| c.groups.of(&self.group_sets));
         End {
-            workload: None,
+            local: None,
             groups,
         }
     }

@@ -744,6 +744,9 @@ fn the_compiled_shape_has_exact_counts() {
             workloads: 4,
             // {web, containers}, {db, containers}, {client, containers}, {dev, containers}.
             profiles: 4,
+            // Egress: client->{web, external}, web->{external, db}, db->{external},
+            // dev->{external}; ingress: web<-{client, corp}, db<-{web}.
+            peers: 6 + 3,
             // Egress: client->web tcp/80 (rules 1 and 5: one key), every profile -> external
             // udp/53 (4 keys); ingress: web <- client tcp/80, web <- corp tcp/443.
             exact_keys: 1 + 4 + 2,
