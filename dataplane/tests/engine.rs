@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use dataplane::conntrack::Timestamp;
 use dataplane::dpi::App;
 use dataplane::pipeline::{Config, Drop, Pipeline, PipelineSnapshot, Step, Verdict};
-use dataplane::policy::{Action, ActivePolicy, Compiled, Group, Mode, Policy, PortSpec, Rule, Workload};
+use dataplane::policy::{
+    Action, ActivePolicy, Compiled, Group, Mode, Policy, PortSpec, Rule, Workload,
+};
 use dataplane::report::{self, RecordConsumer, WorkerRecord};
 use etherparse::PacketBuilder;
 
@@ -53,11 +55,34 @@ fn ip(v6: bool, workload: bool) -> IpAddr {
 /// The policy: the workload in group `w`, the peer a workload in group `p` (or, for the CIDR
 /// case, only an address in group `net`); one rule of `kind` in the right direction.
 fn policy(mode: Mode, kind: Kind, dir: Direction, v6: bool) -> Compiled {
-    let group = |name: &str, cidrs: Vec<ipnet::IpNet>| Group { name: name.into(), mode, members: vec![], cidrs };
-    let peer_net: ipnet::IpNet = if v6 { "2001:db8:2::/48".parse().unwrap() } else { "198.18.2.0/24".parse().unwrap() };
-    let mut workloads = vec![Workload { id: "w".into(), group: "w".into(), mode, macs: vec![], ips: vec![ip(v6, true)], exempt: false }];
+    let group = |name: &str, cidrs: Vec<ipnet::IpNet>| Group {
+        name: name.into(),
+        mode,
+        members: vec![],
+        cidrs,
+    };
+    let peer_net: ipnet::IpNet = if v6 {
+        "2001:db8:2::/48".parse().unwrap()
+    } else {
+        "198.18.2.0/24".parse().unwrap()
+    };
+    let mut workloads = vec![Workload {
+        id: "w".into(),
+        group: "w".into(),
+        mode,
+        macs: vec![],
+        ips: vec![ip(v6, true)],
+        exempt: false,
+    }];
     if kind != Kind::AllowCidr {
-        workloads.push(Workload { id: "p".into(), group: "p".into(), mode: Mode::Discover, macs: vec![], ips: vec![ip(v6, false)], exempt: false });
+        workloads.push(Workload {
+            id: "p".into(),
+            group: "p".into(),
+            mode: Mode::Discover,
+            macs: vec![],
+            ips: vec![ip(v6, false)],
+            exempt: false,
+        });
     }
     let peer = if kind == Kind::AllowCidr { "net" } else { "p" };
     let (from, to) = match dir {
@@ -73,8 +98,22 @@ fn policy(mode: Mode, kind: Kind, dir: Direction, v6: bool) -> Compiled {
     };
     let p = Policy {
         generation: 1,
-        groups: vec![group("w", vec![]), group("p", vec![]), group("net", vec![peer_net])],
-        rules: vec![Rule { id: 7, from: from.into(), to: to.into(), ports, apps, action, priority: 0, learned: false, disabled: false }],
+        groups: vec![
+            group("w", vec![]),
+            group("p", vec![]),
+            group("net", vec![peer_net]),
+        ],
+        rules: vec![Rule {
+            id: 7,
+            from: from.into(),
+            to: to.into(),
+            ports,
+            apps,
+            action,
+            priority: 0,
+            learned: false,
+            disabled: false,
+        }],
         workloads,
         nodes: vec![],
     };
@@ -90,7 +129,11 @@ fn syn_ack(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Vec<u8> {
         _ => unreachable!(),
     };
     let mut out = Vec::new();
-    b.tcp(sport, dport, 900, 64000).syn().ack(101).write(&mut out, b"").unwrap();
+    b.tcp(sport, dport, 900, 64000)
+        .syn()
+        .ack(101)
+        .write(&mut out, b"")
+        .unwrap();
     out
 }
 
@@ -102,7 +145,11 @@ fn tcp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, syn: bool, payload: &[u
         (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
         _ => unreachable!(),
     };
-    let b = if syn { b.tcp(sport, dport, 100, 64000).syn() } else { b.tcp(sport, dport, 101, 64000).ack(1).psh() };
+    let b = if syn {
+        b.tcp(sport, dport, 100, 64000).syn()
+    } else {
+        b.tcp(sport, dport, 101, 64000).ack(1).psh()
+    };
     let mut out = Vec::new();
     b.write(&mut out, payload).unwrap();
     out
@@ -125,7 +172,14 @@ impl Rig {
     }
 
     fn send(&mut self, frame: &[u8], t: u64) -> Verdict {
-        match self.pipe.process(frame, Timestamp::from_millis(t), &self.policy, 0, |_, _| {}, |_| {}) {
+        match self.pipe.process(
+            frame,
+            Timestamp::from_millis(t),
+            &self.policy,
+            0,
+            |_, _| {},
+            |_| {},
+        ) {
             Step::Done(v, _) => v,
             Step::Held => panic!("held"),
         }
@@ -136,7 +190,13 @@ impl Rig {
     }
 
     /// (connection records, violations, threats) pushed so far, drained.
-    fn records(&mut self) -> (Vec<report::ConnectionDelta>, Vec<report::ViolationRecord>, usize) {
+    fn records(
+        &mut self,
+    ) -> (
+        Vec<report::ConnectionDelta>,
+        Vec<report::ViolationRecord>,
+        usize,
+    ) {
         let (mut c, mut v, mut t) = (Vec::new(), Vec::new(), 0);
         self.rx.drain(usize::MAX, |r| match r {
             WorkerRecord::Connection(x) => c.push(x),
@@ -150,7 +210,10 @@ impl Rig {
 /// What each case must come out as.
 fn expected(mode: Mode, kind: Kind) -> (bool, bool) {
     // (forwarded, violation)
-    let allowed = matches!(kind, Kind::AllowExact | Kind::AllowRange | Kind::AllowCidr | Kind::AllowApp);
+    let allowed = matches!(
+        kind,
+        Kind::AllowExact | Kind::AllowRange | Kind::AllowCidr | Kind::AllowApp
+    );
     match (mode, allowed, kind) {
         (_, true, _) => (true, false),
         (Mode::Discover, false, Kind::NoMatch) => (true, false),
@@ -163,7 +226,14 @@ fn expected(mode: Mode, kind: Kind) -> (bool, bool) {
 fn every_mode_rule_kind_direction_and_ip_version() {
     let mut cases = 0;
     for mode in [Mode::Discover, Mode::Monitor, Mode::Protect] {
-        for kind in [Kind::AllowExact, Kind::AllowRange, Kind::AllowCidr, Kind::AllowApp, Kind::Deny, Kind::NoMatch] {
+        for kind in [
+            Kind::AllowExact,
+            Kind::AllowRange,
+            Kind::AllowCidr,
+            Kind::AllowApp,
+            Kind::Deny,
+            Kind::NoMatch,
+        ] {
             for dir in [Direction::Egress, Direction::Ingress] {
                 for v6 in [false, true] {
                     cases += 1;
@@ -186,15 +256,34 @@ fn every_mode_rule_kind_direction_and_ip_version() {
                     } else if forward {
                         assert_eq!(v, Verdict::Forward, "{ctx}");
                     } else {
-                        assert_eq!(v, Verdict::Reject(Drop::Policy), "{ctx}: protect answers a SYN with a RST");
+                        assert_eq!(
+                            v,
+                            Verdict::Reject(Drop::Policy),
+                            "{ctx}: protect answers a SYN with a RST"
+                        );
                     }
 
                     // The answer, then the request: HTTP, which decides the application.
                     let v1 = rig.send(&syn_ack(server, port, client, 40000), 2);
-                    assert_eq!(v1.forwards(), forward, "{ctx}: the session keeps its verdict ({v1:?})");
-                    let req = tcp(client, 40000, server, port, false, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+                    assert_eq!(
+                        v1.forwards(),
+                        forward,
+                        "{ctx}: the session keeps its verdict ({v1:?})"
+                    );
+                    let req = tcp(
+                        client,
+                        40000,
+                        server,
+                        port,
+                        false,
+                        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                    );
                     let v2 = rig.send(&req, 3);
-                    assert_eq!(v2.forwards(), forward, "{ctx}: the session keeps its verdict ({v2:?})");
+                    assert_eq!(
+                        v2.forwards(),
+                        forward,
+                        "{ctx}: the session keeps its verdict ({v2:?})"
+                    );
 
                     let after = rig.counters();
                     let (conns, viols, threats) = rig.records();
@@ -202,9 +291,21 @@ fn every_mode_rule_kind_direction_and_ip_version() {
                     assert_eq!(threats, 0, "{ctx}");
                     let drops = if forward { 0 } else { 3 };
                     assert_eq!(after.policy_drops - before.policy_drops, drops, "{ctx}");
-                    assert_eq!(after.resets - before.resets, drops, "{ctx}: every dropped segment answered");
-                    assert_eq!(viols.len(), usize::from(violation), "{ctx}: one violation per session, not per packet");
-                    assert_eq!(after.violations - before.violations, u64::from(violation), "{ctx}");
+                    assert_eq!(
+                        after.resets - before.resets,
+                        drops,
+                        "{ctx}: every dropped segment answered"
+                    );
+                    assert_eq!(
+                        viols.len(),
+                        usize::from(violation),
+                        "{ctx}: one violation per session, not per packet"
+                    );
+                    assert_eq!(
+                        after.violations - before.violations,
+                        u64::from(violation),
+                        "{ctx}"
+                    );
                     // One evaluation for the SYN; the app rule needs a second once DPI decides.
                     let evals = if kind == Kind::AllowApp { 2 } else { 1 };
                     assert_eq!(after.evaluations - before.evaluations, evals, "{ctx}");
@@ -212,15 +313,27 @@ fn every_mode_rule_kind_direction_and_ip_version() {
                         assert_eq!(v.flow.client, client, "{ctx}");
                         assert_eq!((v.flow.server, v.flow.server_port), (server, port), "{ctx}");
                         assert_eq!(v.mode, mode, "{ctx}");
-                        assert_eq!(v.rule, if kind == Kind::Deny { Some(7) } else { None }, "{ctx}");
-                        let want = if forward { report::Verdict::Alerted } else { report::Verdict::Denied };
+                        assert_eq!(
+                            v.rule,
+                            if kind == Kind::Deny { Some(7) } else { None },
+                            "{ctx}"
+                        );
+                        let want = if forward {
+                            report::Verdict::Alerted
+                        } else {
+                            report::Verdict::Denied
+                        };
                         assert_eq!(v.verdict, want, "{ctx}");
                     }
                     // The application is decided by the request: the connection is reported.
                     assert_eq!(conns.len(), 1, "{ctx}: {conns:?}");
                     let c = conns[0];
                     assert!(c.new_session, "{ctx}");
-                    assert_eq!((c.flow.app, c.packets, c.mode), (App::Http, 3, mode), "{ctx}");
+                    assert_eq!(
+                        (c.flow.app, c.packets, c.mode),
+                        (App::Http, 3, mode),
+                        "{ctx}"
+                    );
                 }
             }
         }
@@ -232,18 +345,38 @@ fn every_mode_rule_kind_direction_and_ip_version() {
 /// new protect policy denies is cut.
 #[test]
 fn a_policy_swap_cuts_an_established_connection_in_protect() {
-    let mut rig = Rig::new(policy(Mode::Protect, Kind::AllowExact, Direction::Egress, false));
+    let mut rig = Rig::new(policy(
+        Mode::Protect,
+        Kind::AllowExact,
+        Direction::Egress,
+        false,
+    ));
     let (c, s) = (ip(false, true), ip(false, false));
-    assert_eq!(rig.send(&tcp(c, 40000, s, 80, true, b""), 1), Verdict::Forward);
+    assert_eq!(
+        rig.send(&tcp(c, 40000, s, 80, true, b""), 1),
+        Verdict::Forward
+    );
     assert_eq!(rig.send(&syn_ack(s, 80, c, 40000), 1), Verdict::Forward);
-    assert_eq!(rig.send(&tcp(c, 40000, s, 80, false, b"a"), 2), Verdict::Forward);
+    assert_eq!(
+        rig.send(&tcp(c, 40000, s, 80, false, b"a"), 2),
+        Verdict::Forward
+    );
     let evals = rig.counters().evaluations;
     // Same epoch: the cached decision, no evaluation.
-    assert_eq!(rig.send(&tcp(c, 40000, s, 80, false, b"b"), 3), Verdict::Forward);
+    assert_eq!(
+        rig.send(&tcp(c, 40000, s, 80, false, b"b"), 3),
+        Verdict::Forward
+    );
     assert_eq!(rig.counters().evaluations, evals);
     // The new policy (epoch 3) has the rule the other way round: this direction is denied.
-    rig.policy = ActivePolicy { epoch: 3, compiled: policy(Mode::Protect, Kind::AllowExact, Direction::Ingress, false) };
-    assert_eq!(rig.send(&tcp(c, 40000, s, 80, false, b"c"), 4), Verdict::Reject(Drop::Policy));
+    rig.policy = ActivePolicy {
+        epoch: 3,
+        compiled: policy(Mode::Protect, Kind::AllowExact, Direction::Ingress, false),
+    };
+    assert_eq!(
+        rig.send(&tcp(c, 40000, s, 80, false, b"c"), 4),
+        Verdict::Reject(Drop::Policy)
+    );
     assert_eq!(rig.counters().evaluations, evals + 1);
     let (_, viols, _) = rig.records();
     assert_eq!(viols.len(), 1);
@@ -254,19 +387,37 @@ fn a_policy_swap_cuts_an_established_connection_in_protect() {
 fn a_new_protect_workload_without_rules_is_closed() {
     let p = Policy {
         generation: 1,
-        groups: vec![Group { name: "db".into(), mode: Mode::Protect, members: vec![], cidrs: vec![] }],
+        groups: vec![Group {
+            name: "db".into(),
+            mode: Mode::Protect,
+            members: vec![],
+            cidrs: vec![],
+        }],
         rules: vec![],
-        workloads: vec![Workload { id: "db1".into(), group: "db".into(), mode: Mode::Protect, macs: vec![], ips: vec![ip(false, true)], exempt: false }],
+        workloads: vec![Workload {
+            id: "db1".into(),
+            group: "db".into(),
+            mode: Mode::Protect,
+            macs: vec![],
+            ips: vec![ip(false, true)],
+            exempt: false,
+        }],
         nodes: vec![],
     };
     let mut rig = Rig::new(Compiled::compile(&p, &[]).unwrap());
-    let v = rig.send(&tcp(ip(false, false), 40000, ip(false, true), 5432, true, b""), 1);
+    let v = rig.send(
+        &tcp(ip(false, false), 40000, ip(false, true), 5432, true, b""),
+        1,
+    );
     assert_eq!(v, Verdict::Reject(Drop::Policy));
     // Exempt workloads only alert.
     let mut p = p;
     p.workloads[0].exempt = true;
     let mut rig = Rig::new(Compiled::compile(&p, &[]).unwrap());
-    let v = rig.send(&tcp(ip(false, false), 40000, ip(false, true), 5432, true, b""), 1);
+    let v = rig.send(
+        &tcp(ip(false, false), 40000, ip(false, true), 5432, true, b""),
+        1,
+    );
     assert_eq!(v, Verdict::Forward);
     assert_eq!(rig.records().1.len(), 1, "alerted");
 }

@@ -46,11 +46,13 @@
 //! `None`, the verdict [`Verdict::NoMatch`] and the enforcement [`Enforcement::Forward`], with
 //! no report. Otherwise ([`Enforcement::of`]):
 //!
-//! | mode | `Allow` | `Deny` or `NoMatch` |
-//! |---|---|---|
-//! | discover | [`Enforcement::Learn`] | [`Enforcement::Learn`] |
-//! | monitor | [`Enforcement::Forward`] | [`Enforcement::Alert`] |
-//! | protect | [`Enforcement::Forward`] | [`Enforcement::Drop`] |
+//! | mode | `Allow` | `Deny` | `NoMatch` |
+//! |---|---|---|---|
+//! | discover | [`Enforcement::Learn`] | [`Enforcement::Alert`] | [`Enforcement::Learn`] |
+//! | monitor | [`Enforcement::Forward`] | [`Enforcement::Alert`] | [`Enforcement::Alert`] |
+//! | protect | [`Enforcement::Forward`] | [`Enforcement::Drop`] | [`Enforcement::Drop`] |
+//!
+//! (Deny rules drop in protect and alert otherwise, discover included.)
 //!
 //! A protected workload that no rule mentions is therefore closed from its first packet: there
 //! is no window in which it is open until rules arrive.

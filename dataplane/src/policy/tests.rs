@@ -307,7 +307,7 @@ fn members_lists_add_workloads_to_groups() {
 fn every_mode_and_verdict_has_its_enforcement() {
     use Enforcement::*;
     let table = [
-        (Mode::Discover, [Learn, Learn, Learn]),
+        (Mode::Discover, [Learn, Alert, Learn]),
         (Mode::Monitor, [Forward, Alert, Alert]),
         (Mode::Protect, [Forward, Drop, Drop]),
     ];
