@@ -610,16 +610,12 @@ impl<H> Pipeline<H> {
         }
         if is_new {
             let syn = flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK);
-            threats[2] = self
-                .rates
-                .new_session(
-                    workload(policy, client.ip()),
-                    workload(policy, server.ip()),
-                    syn,
-                    now,
-                )
-                .filter(Detection::first_excess)
-                .or(None);
+            threats[2] = self.rates.new_session(
+                workload(policy, client.ip()),
+                workload(policy, server.ip()),
+                syn,
+                now,
+            );
         } else if prev_tcp == Some(TcpState::SynReceived)
             && s.tcp_state() == Some(TcpState::Established)
         {
@@ -717,9 +713,13 @@ impl<H> Pipeline<H> {
             if v == report::Verdict::Denied && threat_drop.is_none() {
                 threat_drop = Some(t.kind);
             }
-            self.counters.threats.add(1);
-            out[n] = Some(t.record(flow, now, v));
-            n += 1;
+            // Every session over a rate limit is dropped (in protect), but a window is
+            // reported once.
+            if t.first_excess() {
+                self.counters.threats.add(1);
+                out[n] = Some(t.record(flow, now, v));
+                n += 1;
+            }
         }
         for rec in out.into_iter().flatten() {
             self.push(rec);

@@ -436,3 +436,48 @@ fn invalid_tcp_flags_are_a_threat_dropped_in_protect() {
         assert_eq!(rig.counters().threats, 1);
     }
 }
+
+/// SYN flood: every SYN over the limit in a window is dropped in protect (not only the first),
+/// and the window is reported once, in every mode.
+#[test]
+fn every_syn_over_the_flood_limit_is_dropped_in_protect_and_reported_once() {
+    for mode in [Mode::Monitor, Mode::Protect] {
+        let mut cfg = Config::with_capacity(256);
+        cfg.threats.syn_flood = 5;
+        cfg.threats.session_rate = u32::MAX;
+        let (tx, rx) = report::ring(1024).unwrap();
+        let mut rig = Rig {
+            pipe: Pipeline::new(cfg, Some(tx)).unwrap(),
+            rx,
+            policy: ActivePolicy {
+                epoch: 2,
+                compiled: policy(mode, Kind::AllowExact, Direction::Ingress, false),
+            },
+        };
+        let mut verdicts = Vec::new();
+        for i in 0..8u16 {
+            let f = tcp(ip(false, false), 40000 + i, ip(false, true), 80, true, b"");
+            verdicts.push(rig.send(&f, 1 + u64::from(i)));
+        }
+        let over = Verdict::Drop(Drop::Threat(report::ThreatKind::SynFlood));
+        let want: Vec<Verdict> = (0..8)
+            .map(|i| {
+                if i >= 5 && mode == Mode::Protect {
+                    over
+                } else {
+                    Verdict::Forward
+                }
+            })
+            .collect();
+        assert_eq!(verdicts, want, "{mode:?}");
+        let (_, _, threats) = rig.records();
+        assert_eq!(threats, 1, "{mode:?}: one report per window");
+        let c = rig.counters();
+        assert_eq!(c.threats, 1, "{mode:?}");
+        assert_eq!(
+            c.threat_drops,
+            if mode == Mode::Protect { 3 } else { 0 },
+            "{mode:?}"
+        );
+    }
+}

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use dataplane::conntrack::Timestamp;
 use dataplane::pipeline::{Config, Pipeline, Step, Verdict};
-use dataplane::policy::{Action, ActivePolicy, Compiled, Decision, Group, Mode, Policy, PortSpec, Query, Rule, Workload};
+use dataplane::policy::{
+    Action, ActivePolicy, Compiled, Decision, Group, Mode, Policy, PortSpec, Query, Rule, Workload,
+};
 
 // Miri (`cargo +nightly miri test --test policy_swap`) interprets every step: fewer swaps.
 const SWAPS: u64 = if cfg!(miri) { 20 } else { 5_000 };
@@ -24,8 +26,20 @@ const CLIENT: [u8; 4] = [198, 18, 3, 1];
 const SERVER: [u8; 4] = [198, 18, 3, 2];
 
 fn compiled(allow: bool) -> Compiled {
-    let g = |n: &str| Group { name: n.into(), mode: Mode::Protect, members: vec![], cidrs: vec![] };
-    let w = |id: &str, ip: [u8; 4]| Workload { id: id.into(), group: id.into(), mode: Mode::Protect, macs: vec![], ips: vec![IpAddr::from(ip)], exempt: false };
+    let g = |n: &str| Group {
+        name: n.into(),
+        mode: Mode::Protect,
+        members: vec![],
+        cidrs: vec![],
+    };
+    let w = |id: &str, ip: [u8; 4]| Workload {
+        id: id.into(),
+        group: id.into(),
+        mode: Mode::Protect,
+        macs: vec![],
+        ips: vec![IpAddr::from(ip)],
+        exempt: false,
+    };
     let rule = Rule {
         id: if allow { 1 } else { 2 },
         from: "c".into(),
@@ -37,7 +51,13 @@ fn compiled(allow: bool) -> Compiled {
         learned: false,
         disabled: false,
     };
-    let p = Policy { generation: 1, groups: vec![g("c"), g("s")], rules: vec![rule], workloads: vec![w("c", CLIENT), w("s", SERVER)], nodes: vec![] };
+    let p = Policy {
+        generation: 1,
+        groups: vec![g("c"), g("s")],
+        rules: vec![rule],
+        workloads: vec![w("c", CLIENT), w("s", SERVER)],
+        nodes: vec![],
+    };
     Compiled::compile(&p, &[]).unwrap()
 }
 
@@ -70,7 +90,10 @@ fn swapping_thousands_of_times_never_mixes_or_frees_a_snapshot_in_use() {
     let dropped = Arc::new(AtomicU64::new(0));
     // Even epochs carry policy A (allow), odd epochs policy B (deny).
     let make = |epoch: u64| Probe {
-        policy: ActivePolicy { epoch, compiled: compiled(epoch % 2 == 0) },
+        policy: ActivePolicy {
+            epoch,
+            compiled: compiled(epoch % 2 == 0),
+        },
         dropped: Arc::clone(&dropped),
     };
     let cell = Arc::new(ArcSwap::from_pointee(make(2)));
@@ -86,7 +109,13 @@ fn swapping_thousands_of_times_never_mixes_or_frees_a_snapshot_in_use() {
                 cfg.threats.syn_flood = u32::MAX;
                 cfg.threats.session_rate = u32::MAX;
                 let mut pipe: Pipeline<()> = Pipeline::new(cfg, None).unwrap();
-                let q = Query { proto: 6, client: CLIENT.into(), server: SERVER.into(), server_port: 80, app: None };
+                let q = Query {
+                    proto: 6,
+                    client: CLIENT.into(),
+                    server: SERVER.into(),
+                    server_port: 80,
+                    app: None,
+                };
                 let mut sport = 1024u16 + r * 20_000;
                 while !stop.load(Ordering::Acquire) {
                     // One load per burst, as a worker does; a burst of 32 packets under it.
@@ -95,10 +124,22 @@ fn swapping_thousands_of_times_never_mixes_or_frees_a_snapshot_in_use() {
                     for _ in 0..32 {
                         // The compiled tables themselves.
                         let d: Decision = snap.policy.compiled.evaluate(&q);
-                        assert_eq!(d.rule, Some(if allow { 1 } else { 2 }), "epoch {} judged by the other policy", snap.policy.epoch);
+                        assert_eq!(
+                            d.rule,
+                            Some(if allow { 1 } else { 2 }),
+                            "epoch {} judged by the other policy",
+                            snap.policy.epoch
+                        );
                         // And a new session through the whole pipeline.
                         sport = sport.wrapping_add(1).max(1024);
-                        let v = match pipe.process(&syn(sport), Timestamp::from_secs(1), &snap.policy, (), |_, _| {}, |_| {}) {
+                        let v = match pipe.process(
+                            &syn(sport),
+                            Timestamp::from_secs(1),
+                            &snap.policy,
+                            (),
+                            |_, _| {},
+                            |_| {},
+                        ) {
                             Step::Done(v, ()) => v,
                             Step::Held => panic!("held"),
                         };

@@ -29,6 +29,13 @@ pub struct Stats {
     /// Workers.
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// How long the last policy took to compile, microseconds (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_compile_us: Option<u64>,
+    /// How long the last policy took from publication until every worker ran it,
+    /// microseconds (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_swap_us: Option<u64>,
 }
 
 impl Stats {
@@ -159,6 +166,12 @@ pub struct WorkerStats {
     pub sessions: SessionStats,
     /// IP fragment counters.
     pub fragments: FragmentStats,
+    /// Records pushed into its report ring.
+    #[serde(default)]
+    pub reports_pushed: u64,
+    /// Records lost because its report ring was full.
+    #[serde(default)]
+    pub reports_lost: u64,
 }
 
 /// A worker loop's counters ([`WorkerSnapshot`]).
@@ -214,6 +227,24 @@ pub struct PipelineStats {
     pub untracked: u64,
     /// Packets handed to DPI.
     pub inspected: u64,
+    /// Policy evaluations (new sessions, policy changes, decided applications).
+    #[serde(default)]
+    pub evaluations: u64,
+    /// Packets dropped by policy.
+    #[serde(default)]
+    pub policy_drops: u64,
+    /// Packets dropped for a threat.
+    #[serde(default)]
+    pub threat_drops: u64,
+    /// Violations raised.
+    #[serde(default)]
+    pub violations: u64,
+    /// Threats detected.
+    #[serde(default)]
+    pub threats: u64,
+    /// TCP resets sent for dropped segments.
+    #[serde(default)]
+    pub resets: u64,
 }
 
 impl From<&PipelineSnapshot> for PipelineStats {
@@ -233,6 +264,12 @@ impl From<&PipelineSnapshot> for PipelineStats {
             other_ip_proto: s.other_ip_proto,
             untracked: s.untracked,
             inspected: s.inspected,
+            evaluations: s.evaluations,
+            policy_drops: s.policy_drops,
+            threat_drops: s.threat_drops,
+            violations: s.violations,
+            threats: s.threats,
+            resets: s.resets,
         }
     }
 }
@@ -357,6 +394,8 @@ mod from_runtime {
                     dropped: r.fragments.dropped,
                     overlaps: r.fragments.overlaps,
                 },
+                reports_pushed: r.reports_pushed,
+                reports_lost: r.reports_lost,
             }
         }
     }
@@ -369,6 +408,8 @@ mod from_runtime {
                 pairs: dp.pairs().iter().map(PairStats::from).collect(),
                 ports: dp.port_reports().iter().map(PortStats::from).collect(),
                 workers: dp.worker_reports().iter().map(WorkerStats::from).collect(),
+                policy_compile_us: None,
+                policy_swap_us: None,
             }
         }
     }

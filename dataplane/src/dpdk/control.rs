@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Dataplane, PairId};
 use crate::config::PortConfig;
@@ -24,6 +24,8 @@ pub struct DpBackend {
     epoch: u64,
     /// How long the last publication took to reach every worker.
     pub last_swap: Option<Duration>,
+    /// How long the last policy took to compile.
+    pub last_compile: Option<Duration>,
 }
 
 impl DpBackend {
@@ -36,6 +38,7 @@ impl DpBackend {
             announced: BTreeMap::new(),
             epoch,
             last_swap: None,
+            last_compile: None,
         }
     }
 
@@ -55,9 +58,12 @@ impl DpBackend {
     }
 
     /// Compiles `policy` with the announced workloads and publishes it.
-    fn publish(&mut self, policy: &Policy) -> Result<(), BackendError> {
+    fn publish(&mut self, policy: &Policy) -> Result<(), PublishError> {
         let extra: Vec<Workload> = self.announced.values().cloned().collect();
-        let compiled = Compiled::compile(policy, &extra)?;
+        let started = Instant::now();
+        let compiled =
+            Compiled::compile(policy, &extra).map_err(|e| PublishError::Rejected(e.into()))?;
+        self.last_compile = Some(started.elapsed());
         self.epoch += 1;
         let took = self
             .dp
@@ -65,7 +71,11 @@ impl DpBackend {
                 epoch: self.epoch,
                 compiled,
             })
-            .map_err(|e| BackendError::failed(e.to_string()))?;
+            .map_err(|e| {
+                PublishError::Unacknowledged(BackendError::failed(format!(
+                    "published (it runs on the workers that answered), but: {e}"
+                )))
+            })?;
         self.last_swap = Some(took);
         tracing::info!(
             generation = policy.generation,
@@ -88,29 +98,49 @@ impl DpBackend {
     }
 }
 
+/// Why a publication failed.
+enum PublishError {
+    /// The policy did not compile: nothing changed.
+    Rejected(BackendError),
+    /// The snapshot is published, but not every worker acknowledged it in time.
+    Unacknowledged(BackendError),
+}
+
 impl Backend for DpBackend {
     fn generation(&self) -> u64 {
         self.policy.generation
     }
 
     fn set_policy(&mut self, policy: Policy) -> Result<u64, BackendError> {
-        self.publish(&policy)?;
-        self.policy = policy;
-        Ok(self.policy.generation)
+        match self.publish(&policy) {
+            Ok(()) => {
+                self.policy = policy;
+                Ok(self.policy.generation)
+            }
+            Err(PublishError::Rejected(e)) => Err(e),
+            Err(PublishError::Unacknowledged(e)) => {
+                // It is live: what we remember must say so.
+                self.policy = policy;
+                Err(e)
+            }
+        }
     }
 
     fn set_workload(&mut self, workload: Workload) -> Result<(), BackendError> {
         let previous = self.announced.insert(workload.id.clone(), workload.clone());
         let policy = self.policy.clone();
-        if let Err(e) = self.publish(&policy) {
-            // Keep what runs and what we remember in step.
-            match previous {
-                Some(p) => self.announced.insert(workload.id, p),
-                None => self.announced.remove(&workload.id),
-            };
-            return Err(e);
+        match self.publish(&policy) {
+            Ok(()) => Ok(()),
+            Err(PublishError::Rejected(e)) => {
+                // Nothing was published: keep what runs and what we remember in step.
+                match previous {
+                    Some(p) => self.announced.insert(workload.id, p),
+                    None => self.announced.remove(&workload.id),
+                };
+                Err(e)
+            }
+            Err(PublishError::Unacknowledged(e)) => Err(e),
         }
-        Ok(())
     }
 
     fn remove_workload(&mut self, id: &str) -> Result<(), BackendError> {
@@ -120,11 +150,14 @@ impl Backend for DpBackend {
             )));
         };
         let policy = self.policy.clone();
-        if let Err(e) = self.publish(&policy) {
-            self.announced.insert(id.to_owned(), previous);
-            return Err(e);
+        match self.publish(&policy) {
+            Ok(()) => Ok(()),
+            Err(PublishError::Rejected(e)) => {
+                self.announced.insert(id.to_owned(), previous);
+                Err(e)
+            }
+            Err(PublishError::Unacknowledged(e)) => Err(e),
         }
-        Ok(())
     }
 
     fn add_pair(&mut self, ports: [PortConfig; 2]) -> Result<u64, BackendError> {
@@ -145,6 +178,10 @@ impl Backend for DpBackend {
     }
 
     fn stats(&mut self) -> Stats {
-        Stats::from_dataplane(&self.dp, self.policy.generation)
+        let mut s = Stats::from_dataplane(&self.dp, self.policy.generation);
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        s.policy_compile_us = self.last_compile.map(us);
+        s.policy_swap_us = self.last_swap.map(us);
+        s
     }
 }
