@@ -2,6 +2,8 @@
 //! compiled policy; every case asserts the verdict and the exact counter and record deltas.
 //! Every mode x rule kind x direction x IP version. Pure Rust, no DPDK.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::IpAddr;
 
 use dataplane::conntrack::Timestamp;

@@ -91,6 +91,8 @@ fn sample_stats() -> Stats {
     snap.malformed[crate::wire::Malformed::TcpTruncated.index()] = 2;
     Stats {
         generation: 3,
+        policy_compile_us: Some(15),
+        policy_swap_us: Some(4),
         pairs: vec![PairStats {
             id: 1,
             ports: ["a".into(), "b".into()],
