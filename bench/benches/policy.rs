@@ -5,292 +5,27 @@
 //! - `policy_evaluate/N`: `Compiled::evaluate` of one new flow, cycling through 4096 generated
 //!   queries (half of them drawn from rules, so they hit; the rest workload, node and external
 //!   pairs at random). Goal: roughly flat from 10 to 100k rules.
+//! - `policy_new_flow/N`: the whole pipeline on the first packet of a new flow (parse, session
+//!   insert, threat counters, policy lookup), the generated queries as TCP SYNs and UDP
+//!   datagrams, each its own flow; the new-flow classification rate is its inverse.
+//! - `policy_established/N`: the whole pipeline on a data packet of one of 1024 established
+//!   IPv4 TCP connections that the policy forwards (their decision is cached in the session with
+//!   its epoch, so the rule count should not matter: goal within 5% from 10 to 100k rules);
+//!   `policy_established/none` is the same flows with no policy at all.
 //!
-//! The generated policy is shaped like a cluster: one group per 25 rules (four workloads each,
-//! every fourth with an IPv6 address too, a few extra members), one address group per 20
-//! groups, a node network; rules mostly group to group on one well-known port, some on port
-//! ranges, `icmp`, `any`, to and from `external`, address groups, `nodes` and `containers`,
-//! some naming applications, some with a priority, a few disabled.
+//! The policies are `bench::policy_gen`'s.
 
 // A benchmark that cannot set up has nothing to measure; its shape is printed once per size.
 #![allow(clippy::expect_used, clippy::print_stderr)]
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use bench::policy_gen::{self, QUERIES, SIZES, generate};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dataplane::dpi::App;
-use dataplane::policy::{
-    Action, Compiled, Group, Mode, Policy, PortSpec, Query, Rule, Verdict, Workload,
-};
-
-const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
-const QUERIES: usize = 4096;
-
-/// splitmix64: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-}
-
-const PORTS: [u16; 10] = [80, 443, 5432, 6379, 3306, 8080, 9092, 27017, 22, 11211];
-const PER_GROUP: usize = 4;
-
-fn v4(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32 + 1))
-}
-
-fn v6(i: usize) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | (i as u128 + 1)))
-}
-
-/// An address group's networks: /24s in 172.16.0.0/12 (and a /64 for every fifth).
-fn address_group_nets(a: usize) -> Vec<String> {
-    let mut v = vec![format!("172.{}.{}.0/24", 16 + (a >> 8) % 16, a & 0xff)];
-    if a.is_multiple_of(5) {
-        v.push(format!("2001:db8:{a:x}::/64"));
-    }
-    v
-}
-
-struct Generated {
-    policy: Policy,
-    queries: Vec<Query>,
-}
-
-fn generate(rules: usize) -> Generated {
-    let mut rng = Rng(rules as u64);
-    let n_groups = (rules / 25).max(4);
-    let n_addr = (n_groups / 20).max(1);
-    let modes = [Mode::Protect, Mode::Protect, Mode::Monitor, Mode::Discover];
-
-    let mut groups: Vec<Group> = (0..n_groups)
-        .map(|g| Group {
-            name: format!("auto.svc{g}"),
-            mode: modes[g % modes.len()],
-            members: vec![],
-            cidrs: vec![],
-        })
-        .collect();
-    let workloads: Vec<Workload> = (0..n_groups * PER_GROUP)
-        .map(|i| {
-            let g = i / PER_GROUP;
-            let mut ips = vec![v4(i)];
-            if i.is_multiple_of(4) {
-                ips.push(v6(i));
-            }
-            Workload {
-                id: format!("c{i:06x}"),
-                group: groups[g].name.clone(),
-                mode: groups[g].mode,
-                macs: vec![],
-                ips,
-                exempt: i.is_multiple_of(97),
-            }
-        })
-        .collect();
-    for g in groups.iter_mut() {
-        if rng.chance(10) {
-            g.members
-                .push(workloads[rng.below(workloads.len())].id.clone());
-        }
-    }
-    for a in 0..n_addr {
-        groups.push(Group {
-            name: format!("partners{a}"),
-            mode: Mode::Monitor,
-            members: vec![],
-            cidrs: address_group_nets(a)
-                .iter()
-                .map(|s| s.parse().expect("network"))
-                .collect(),
-        });
-    }
-    let user = |rng: &mut Rng| format!("auto.svc{}", rng.below(n_groups));
-    let addr_group = |rng: &mut Rng| format!("partners{}", rng.below(n_addr));
-
-    let mut list = Vec::with_capacity(rules);
-    for i in 0..rules {
-        let roll = rng.below(100);
-        let tcp = |p: u16| PortSpec::Tcp(p, p);
-        let (from, to, ports) = match roll {
-            0..70 => (user(&mut rng), user(&mut rng), vec![tcp(*rng.pick(&PORTS))]),
-            70..78 => {
-                let r = if rng.chance(50) {
-                    PortSpec::Tcp(8000, 8999)
-                } else {
-                    PortSpec::Tcp(30000, 32767)
-                };
-                (user(&mut rng), user(&mut rng), vec![r])
-            }
-            78..83 => {
-                if rng.chance(50) {
-                    ("external".into(), user(&mut rng), vec![tcp(443)])
-                } else {
-                    (
-                        user(&mut rng),
-                        "external".into(),
-                        vec![PortSpec::Udp(53, 53)],
-                    )
-                }
-            }
-            83..88 => {
-                if rng.chance(50) {
-                    (
-                        addr_group(&mut rng),
-                        user(&mut rng),
-                        vec![tcp(443), tcp(80)],
-                    )
-                } else {
-                    (
-                        user(&mut rng),
-                        addr_group(&mut rng),
-                        vec![PortSpec::Tcp(1, 1024)],
-                    )
-                }
-            }
-            88..92 => (user(&mut rng), user(&mut rng), vec![PortSpec::Any]),
-            92..95 => (user(&mut rng), user(&mut rng), vec![PortSpec::Icmp]),
-            95..97 => ("nodes".into(), user(&mut rng), vec![tcp(9100)]),
-            _ => (user(&mut rng), user(&mut rng), vec![]),
-        };
-        let apps = if rng.chance(5) {
-            vec![*rng.pick(&[App::Http, App::Tls, App::Grpc])]
-        } else {
-            vec![]
-        };
-        list.push(Rule {
-            id: 10_000 + i as u32,
-            from,
-            to,
-            ports,
-            apps,
-            action: if rng.chance(10) {
-                Action::Deny
-            } else {
-                Action::Allow
-            },
-            priority: if rng.chance(10) {
-                rng.below(11) as i32 - 5
-            } else {
-                0
-            },
-            learned: true,
-            disabled: rng.chance(2),
-        });
-    }
-    // A few cluster-wide rules.
-    list.push(Rule {
-        id: 1,
-        from: "containers".into(),
-        to: "external".into(),
-        ports: vec![PortSpec::Udp(53, 53), PortSpec::Tcp(53, 53)],
-        apps: vec![],
-        action: Action::Allow,
-        priority: 0,
-        learned: false,
-        disabled: false,
-    });
-    list.push(Rule {
-        id: 2,
-        from: "nodes".into(),
-        to: "containers".into(),
-        ports: vec![PortSpec::Any],
-        apps: vec![],
-        action: Action::Allow,
-        priority: -10,
-        learned: false,
-        disabled: false,
-    });
-
-    let policy = Policy {
-        generation: 1,
-        groups,
-        rules: list,
-        workloads,
-        nodes: vec!["10.255.0.0/16".parse().expect("network")],
-    };
-
-    // Queries: half from rules (a member of `from` to a member of `to` on a matching port),
-    // half random pairs.
-    let member = |rng: &mut Rng, group: &str| -> IpAddr {
-        if let Some(g) = group.strip_prefix("auto.svc") {
-            let g: usize = g.parse().expect("group index");
-            let i = g * PER_GROUP + rng.below(PER_GROUP);
-            if i.is_multiple_of(4) && rng.chance(50) {
-                v6(i)
-            } else {
-                v4(i)
-            }
-        } else if group.starts_with("partners") {
-            IpAddr::V4(Ipv4Addr::new(172, 16, 0, 9))
-        } else if group == "nodes" {
-            IpAddr::V4(Ipv4Addr::new(10, 255, 0, 7))
-        } else if group == "containers" {
-            v4(rng.below(n_groups * PER_GROUP))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(203, 0, 113, rng.below(256) as u8))
-        }
-    };
-    let apps = [None, Some(App::Http), Some(App::Tls), Some(App::Unknown)];
-    let mut queries = Vec::with_capacity(QUERIES);
-    for _ in 0..QUERIES {
-        let app = *rng.pick(&apps);
-        if rng.chance(50) {
-            let r = rng.pick(&policy.rules);
-            let (proto, port) = match r.ports.first() {
-                Some(PortSpec::Tcp(lo, hi)) => {
-                    (6, *lo + (rng.below(usize::from(hi - lo) + 1) as u16))
-                }
-                Some(PortSpec::Udp(lo, _)) => (17, *lo),
-                Some(PortSpec::Icmp) => (1, 0),
-                _ => (6, *rng.pick(&PORTS)),
-            };
-            queries.push(Query {
-                proto,
-                client: member(&mut rng, &r.from),
-                server: member(&mut rng, &r.to),
-                server_port: port,
-                app,
-            });
-        } else {
-            let w = n_groups * PER_GROUP;
-            let pick = |rng: &mut Rng| match rng.below(10) {
-                0 => IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.below(256) as u8)),
-                1 => IpAddr::V4(Ipv4Addr::new(10, 255, 1, rng.below(256) as u8)),
-                _ => v4(rng.below(w)),
-            };
-            queries.push(Query {
-                proto: if rng.chance(80) { 6 } else { 17 },
-                client: pick(&mut rng),
-                server: pick(&mut rng),
-                server_port: *rng.pick(&PORTS),
-                app,
-            });
-        }
-    }
-    Generated { policy, queries }
-}
+use dataplane::conntrack::Timestamp;
+use dataplane::pipeline;
+use dataplane::policy::{ActivePolicy, Compiled, Verdict};
 
 fn compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("policy_compile");
@@ -340,9 +75,83 @@ fn evaluate(c: &mut Criterion) {
     g.finish();
 }
 
+/// New flows per batch: each batch gets a fresh pipeline (built and dropped untimed), so every
+/// packet timed is the first of its flow.
+const BATCH: usize = 60_000;
+
+fn new_flow(c: &mut Criterion) {
+    let mut g = c.benchmark_group("policy_new_flow");
+    g.throughput(Throughput::Elements(1));
+    for n in SIZES {
+        let generated = generate(n);
+        let policy = ActivePolicy {
+            epoch: 2,
+            compiled: Compiled::compile(&generated.policy, &[]).expect("valid policy"),
+        };
+        let frames = policy_gen::new_flow_frames(&generated, BATCH);
+        let mut p = policy_gen::pipeline(BATCH).expect("pipeline");
+        let forwarded = frames
+            .iter()
+            .filter(|f| {
+                policy_gen::run(&mut p, f, Timestamp::from_secs(1), &policy)
+                    == Some(pipeline::Verdict::Forward)
+            })
+            .count();
+        eprintln!(
+            "policy/{n}: {} new flows per batch, {forwarded} forwarded",
+            frames.len()
+        );
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                let mut left = iters as usize;
+                while left > 0 {
+                    let k = left.min(frames.len());
+                    let ns = policy_gen::time_new_flows(&frames[..k], &policy).expect("pipeline");
+                    took += Duration::from_nanos((ns * k as f64) as u64);
+                    left -= k;
+                }
+                took
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Established connections per policy size.
+const FLOWS: usize = 1024;
+
+fn established(c: &mut Criterion) {
+    let mut g = c.benchmark_group("policy_established");
+    g.throughput(Throughput::Elements(1));
+    let mut sizes: Vec<Option<usize>> = vec![None];
+    sizes.extend(SIZES.iter().map(|&n| Some(n)));
+    for n in sizes {
+        // `none`: the flows of the smallest policy, without any policy.
+        let generated = generate(n.unwrap_or(SIZES[0]));
+        let policy = match n {
+            Some(_) => ActivePolicy {
+                epoch: 2,
+                compiled: Compiled::compile(&generated.policy, &[]).expect("valid policy"),
+            },
+            None => ActivePolicy::empty().expect("empty policy"),
+        };
+        let mut e = policy_gen::established(&generated, &policy, FLOWS).expect("flows");
+        let id = n.map_or_else(|| "none".to_owned(), |n| n.to_string());
+        eprintln!("policy/{id}: {} established connections", e.frames.len());
+        g.bench_with_input(BenchmarkId::from_parameter(&id), &id, |b, _| {
+            b.iter_custom(|iters| {
+                let ns = policy_gen::time_established(&mut e, &policy, iters as usize);
+                Duration::from_nanos((ns * iters as f64) as u64)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = compile, evaluate
+    targets = compile, evaluate, new_flow, established
 }
 criterion_main!(benches);

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod policy_gen;
+
 /// Reads `dpdk-testpmd --stats-period` output: a block per port that starts with
 /// `NIC statistics for port N` and holds `TX-packets: N`.
 #[derive(Debug, Default)]
