@@ -5,7 +5,8 @@
 #   scripts/bench.sh [--quick] [SCENARIO...]   scenarios: forward (memif -> null), null
 #                                              (null -> null, no generator), pipeline
 #                                              (criterion micro-benchmarks in cycles, next to
-#                                              testpmd's); default: all
+#                                              testpmd's), policy (policy engine at 10 to 100k
+#                                              rules, swap latency in palisade-dp); default: all
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.
@@ -30,6 +31,6 @@ if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; the
   cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
 fi
 if ((${#scenarios[@]} == 0)); then
-  set -- "$@" forward null pipeline
+  set -- "$@" forward null pipeline policy
 fi
 exec target/release/palisade-bench --dp target/release/palisade-dp "$@"

@@ -185,6 +185,68 @@ pub struct Report {
     /// The pipeline micro-benchmarks, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineReport>,
+    /// The policy engine at several policy sizes, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyReport>,
+}
+
+/// Scenario `policy`: the policy engine at 10, 1k, 10k and 100k rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// Rounds run (every size once per round, interleaved).
+    pub rounds: u32,
+    /// Established connections the established-flow packets cycle through.
+    pub established_flows: usize,
+    /// New flows per timed batch.
+    pub new_flow_batch: usize,
+    /// `none` (no policy) and then every size.
+    pub sizes: Vec<PolicySize>,
+    /// Goals: established within this ratio of the 10-rule cost (1.05), compile times (ms)
+    /// for 10k and 100k rules, swap latency (µs).
+    pub goal_established_ratio: f64,
+    /// Compile goal at 10k rules, ms.
+    pub goal_compile_10k_ms: f64,
+    /// Compile goal at 100k rules, ms.
+    pub goal_compile_100k_ms: f64,
+    /// Swap goal, µs.
+    pub goal_swap_us: f64,
+    /// How the swap was measured.
+    pub swap_setup: String,
+}
+
+/// One policy size (`rules` is `None` for the run without a policy).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicySize {
+    /// Rules in the generated policy.
+    pub rules: Option<usize>,
+    /// Pipeline cost of an established connection's data packet, ns: median of rounds, best.
+    pub established_ns_median: f64,
+    /// Best round.
+    pub established_ns_best: f64,
+    /// Median over the 10-rule policy's median.
+    pub established_ratio: Option<f64>,
+    /// Pipeline cost of a new flow's first packet (parse, session insert, policy lookup), ns:
+    /// median of rounds.
+    pub new_flow_ns_median: f64,
+    /// Best round.
+    pub new_flow_ns_best: f64,
+    /// New flows classified per second on one core, millions (from the median).
+    pub new_flow_mfps: f64,
+    /// `Compiled::compile` in this process, ms: median of rounds.
+    pub compile_ms_median: Option<f64>,
+    /// Best round.
+    pub compile_ms_best: Option<f64>,
+    /// In the running dataplane: compile time it reported (`policy_compile_us`), median, ms.
+    pub dp_compile_ms_median: Option<f64>,
+    /// Publish to every worker running it (`policy_swap_us`), µs: median over the swaps.
+    pub swap_us_median: Option<f64>,
+    /// Largest.
+    pub swap_us_max: Option<f64>,
+    /// Every swap, µs.
+    pub swap_us: Vec<f64>,
+    /// `set_policy` round trip as the client sees it (encode, send, decode, compile, swap,
+    /// acknowledge), median, ms.
+    pub set_policy_ms_median: Option<f64>,
 }
 
 /// One scenario's result.

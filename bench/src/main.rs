@@ -10,6 +10,8 @@
 //!
 //! Scenario `null`: no generator; the DUT's input is a `net_null` port that synthesises
 //! packets, forwarded to a `net_null` sink: the pure forwarding cost, CPU-bound.
+//!
+//! Scenario `policy`: see [`policy_run`].
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader};
@@ -25,6 +27,8 @@ use bench::{
 use clap::Parser;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+mod policy_run;
 
 /// Benchmarks palisade-dp against dpdk-testpmd in the same run.
 #[derive(Debug, Parser)]
@@ -55,7 +59,9 @@ struct Cli {
     #[arg(long, default_value = "target/criterion")]
     criterion: PathBuf,
     /// Scenarios to run (default: forward, null). Known: forward (memif -> null), null
-    /// (null -> null), pipeline (the criterion micro-benchmarks in cycles, next to testpmd's).
+    /// (null -> null), pipeline (the criterion micro-benchmarks in cycles, next to testpmd's),
+    /// policy (the policy engine at 10 to 100k rules: established and new-flow cost, compile
+    /// time, swap latency in a running palisade-dp).
     scenarios: Vec<String>,
 }
 
@@ -414,6 +420,16 @@ fn commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The palisade-dp binary: `--dp`, or next to this one.
+fn dp_path(cli: &Cli) -> Result<PathBuf, String> {
+    match &cli.dp {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("palisade-dp")),
+    }
+}
+
 fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
     let name = match source {
         Source::Memif => "forward",
@@ -421,12 +437,7 @@ fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
     };
     let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 });
     let seconds = cli.seconds.unwrap_or(if cli.quick { 3 } else { 8 });
-    let dp = match &cli.dp {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("palisade-dp"),
-    };
+    let dp = dp_path(cli)?;
     let pid = std::process::id();
     let fw = Forward {
         cli,
@@ -570,6 +581,7 @@ fn main() -> ExitCode {
         machine: machine(),
         scenarios: Vec::new(),
         pipeline: None,
+        policy: None,
     };
     for s in &wanted {
         let res = match s.as_str() {
@@ -590,8 +602,19 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 }
             }
+            "policy" => {
+                let tag = format!("pb{}", std::process::id());
+                match dp_path(&cli).and_then(|dp| policy_run::run(cli.quick, cli.rounds, &dp, &tag))
+                {
+                    Ok(p) => {
+                        report.policy = Some(p);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, null, pipeline"
+                "unknown scenario `{other}`; known: forward, null, pipeline, policy"
             )),
         };
         match res {
@@ -642,6 +665,9 @@ fn main() -> ExitCode {
                 st.name, st.at, st.ns, st.cycles
             );
         }
+    }
+    if let Some(p) = &report.policy {
+        policy_run::print(p);
     }
     if let Some(parent) = cli.out.parent() {
         let _ = std::fs::create_dir_all(parent);
