@@ -20,6 +20,13 @@ cargo clippy -p dataplane --no-default-features --all-targets --locked -- -D war
 step "pure-Rust core without DPDK"
 cargo test -p dataplane --no-default-features --locked
 
+step "policy swaps under Miri (when a nightly toolchain with Miri is installed)"
+if RUSTUP_AUTO_INSTALL=0 cargo +nightly miri --version >/dev/null 2>&1; then
+  cargo +nightly miri test -p dataplane --no-default-features --locked --test policy_swap
+else
+  echo "skipped: no \`cargo +nightly miri\` (rustup toolchain install nightly --component miri)"
+fi
+
 step build
 cargo build --workspace --all-targets --locked
 
