@@ -1,8 +1,25 @@
-//! `palisade`, the control process and CLI.
-//!
-//! Today it loads and validates the whole configuration file ([`config`]) and answers
-//! `--version`; the API, store, discovery, plumbing and engines join in later issues.
+//! `palisade`, the control process and CLI: the REST API ([`api`]) over the store
+//! ([`store`]), the shared core ([`service`]), the domain model ([`model`]) and the whole
+//! configuration file ([`config`]).
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod model;
+pub mod service;
+pub mod store;
+
+/// An error and its causes, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}

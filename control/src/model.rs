@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub use dataplane::policy::model::special;
 pub use dataplane::policy::{Action, Mac, Mode, PortSpec, Rule};
@@ -45,7 +46,7 @@ impl Invalid {
 }
 
 /// API roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads and changes everything.
@@ -80,7 +81,7 @@ impl FromStr for Role {
 }
 
 /// A user as the API shows it (never the hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     /// Login name.
     pub name: String,
@@ -93,7 +94,7 @@ pub struct User {
 }
 
 /// Which workload attribute a criterion looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CriterionKey {
     /// Image reference (`nginx:1.27`, `docker.io/library/nginx`).
@@ -109,7 +110,7 @@ pub enum CriterionKey {
 }
 
 /// How a criterion compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum CriterionOp {
     /// Equal; a `*` in the value matches any run of characters.
     #[serde(rename = "=")]
@@ -129,7 +130,7 @@ pub enum CriterionOp {
 }
 
 /// One criterion of a user group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Criterion {
     /// Attribute.
@@ -270,7 +271,7 @@ impl Criterion {
 }
 
 /// A group: its members and the three modes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
     /// Unique name; `auto.*` for groups created from workloads.
@@ -280,12 +281,15 @@ pub struct Group {
     pub criteria: Vec<Criterion>,
     /// Network mode.
     #[serde(default)]
+    #[schema(value_type = crate::api::schema::ModeSchema)]
     pub network_mode: Mode,
     /// Process mode.
     #[serde(default)]
+    #[schema(value_type = crate::api::schema::ModeSchema)]
     pub process_mode: Mode,
     /// File mode.
     #[serde(default)]
+    #[schema(value_type = crate::api::schema::ModeSchema)]
     pub file_mode: Mode,
     /// Created from workloads (auto group), not by an operator.
     #[serde(default)]
@@ -384,7 +388,7 @@ pub fn validate_rule(rule: &Rule, group_exists: impl Fn(&str) -> bool) -> Result
 }
 
 /// One entry of a group's process profile.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessEntry {
     /// Program name (`comm`), or `*` for any name at `path`.
@@ -392,6 +396,7 @@ pub struct ProcessEntry {
     /// Executable path, or `*` for any path with this name.
     pub path: String,
     /// Allow or deny.
+    #[schema(value_type = crate::api::schema::ActionSchema)]
     pub action: Action,
     /// Learned in discover mode.
     #[serde(default)]
@@ -421,7 +426,7 @@ impl ProcessEntry {
 }
 
 /// What a file rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileBehavior {
     /// Report accesses.
@@ -431,7 +436,7 @@ pub enum FileBehavior {
 }
 
 /// One file rule of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRule {
     /// Absolute path or glob (`/etc/*.conf`).
@@ -469,7 +474,7 @@ impl FileRule {
 }
 
 /// How a workload's traffic reaches the dataplane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Plumbing {
     /// Not connected (declared workloads, or not plumbed yet).
@@ -482,7 +487,7 @@ pub enum Plumbing {
 }
 
 /// Where a workload came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkloadSource {
     /// Declared in the configuration file.
@@ -495,7 +500,7 @@ pub enum WorkloadSource {
 }
 
 /// A workload (container) as control knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// Container id.
@@ -514,9 +519,11 @@ pub struct Workload {
     pub group: String,
     /// Addresses.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub ips: Vec<IpAddr>,
     /// MACs.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub macs: Vec<Mac>,
     /// Network namespace path or inode, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -526,6 +533,7 @@ pub struct Workload {
     pub veth: Option<String>,
     /// Network mode in force (its group's).
     #[serde(default)]
+    #[schema(value_type = crate::api::schema::ModeSchema)]
     pub mode: Mode,
     /// Tap or inline.
     #[serde(default)]
@@ -625,7 +633,7 @@ impl Workload {
 }
 
 /// Event kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A connection outside the network rules.
@@ -684,7 +692,7 @@ impl fmt::Display for EventKind {
 }
 
 /// Severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Informational (audit, learning).
@@ -696,7 +704,7 @@ pub enum Severity {
 }
 
 /// An event as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     /// Increasing id (the cursor).
     pub id: i64,
@@ -719,6 +727,7 @@ pub struct Event {
     pub message: String,
     /// Kind-specific fields.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 
