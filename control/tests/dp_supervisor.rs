@@ -6,7 +6,7 @@
 //! `deps` directory (`cargo build -p dataplane --bin palisade-dp`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use control::dataplane::{DpError, DpNotice, Supervisor, SupervisorOptions};
@@ -17,32 +17,13 @@ use nix::unistd::Pid;
 use palisade_tests::unique;
 use tokio::sync::mpsc::Receiver;
 
-fn dp_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("PALISADE_DP") {
-        return PathBuf::from(p);
-    }
-    palisade_tests::bin("palisade-dp")
-}
+mod dp_common;
+use dp_common::{Reaper, dp_binary};
 
 fn alive(pid: u32) -> bool {
     // A reaped process has no /proc entry; a zombie would still have one, but the supervisor
     // reaps its child.
     Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Kills, on drop, every `palisade-dp` this test saw that still runs (a failing test must not
-/// leave one behind), checking the pid still names a palisade-dp first.
-struct Reaper(Vec<u32>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains("palisade-dp") {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-        }
-    }
 }
 
 fn policy(generation: u64) -> Policy {
@@ -188,7 +169,10 @@ async fn dpdk_supervisor_pushes_policy_restarts_a_killed_dataplane_and_resyncs()
 
     // Shutdown: SIGTERM, clean exit, nothing left; later requests fail.
     sup.shutdown().await;
-    assert!(!alive(second), "palisade-dp {second} still runs after shutdown");
+    assert!(
+        !alive(second),
+        "palisade-dp {second} still runs after shutdown"
+    );
     assert_eq!(sup.pid(), None);
     assert!(!sup.is_up());
     assert!(!socket.exists(), "a clean stop removes the socket");

@@ -29,6 +29,8 @@ pub use supervisor::{Supervisor, SupervisorHandle, SupervisorOptions};
 use dataplane::ctl::{CtlError, ErrorCode};
 
 /// What the supervisor tells control.
+// Events are nearly all notices: boxing them would add an allocation to each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum DpNotice {
     /// Connected to a dataplane and resynced: it runs this policy generation (0 when control
