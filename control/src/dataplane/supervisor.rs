@@ -423,6 +423,9 @@ impl Runner {
                 let mut st = self.shared.lock();
                 st.epoch += 1; // stops the events thread
                 st.lost = None;
+                for w in st.stats.drain(..) {
+                    let _ = w.send(Err(DpError::NotConnected));
+                }
             }
             if let Some(c) = child.as_mut() {
                 let grace = match end {
@@ -626,8 +629,26 @@ fn events_loop(client: &mut Client, shared: &Shared, epoch: u64, tx: &mpsc::Send
         }
         match client.next_event(Some(Duration::from_millis(200))) {
             Ok(Some(ev)) => {
-                // Backpressure on a slow consumer; a gone consumer is ignored (keep draining).
-                let _ = tx.blocking_send(DpNotice::Event(ev));
+                // Backpressure on a slow consumer (the dataplane drops and counts what its
+                // queue for us cannot hold), but never past the end of this run: a thread
+                // stuck here would keep its connection, and the dataplane takes only 8.
+                // A gone consumer is ignored (keep draining).
+                let mut n = DpNotice::Event(ev);
+                loop {
+                    match tx.try_send(n) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        Err(mpsc::error::TrySendError::Full(back)) => {
+                            n = back;
+                            {
+                                let st = shared.lock();
+                                if st.epoch != epoch || st.shutdown {
+                                    return;
+                                }
+                            }
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
             }
             Ok(None) => {}
             Err(e) => {
