@@ -5,4 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dataplane;
+pub mod learn;
 pub mod model;
+pub mod policy;
