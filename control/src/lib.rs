@@ -5,7 +5,10 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dataplane;
+pub mod learn;
 pub mod model;
+pub mod policy;
 pub mod service;
 pub mod store;
 
