@@ -11,6 +11,7 @@ pub mod model;
 pub mod policy;
 pub mod service;
 pub mod store;
+pub mod up;
 
 /// An error and its causes, `a: b: c`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -37,6 +37,8 @@ pub struct Core {
     pub started: Instant,
     /// API requests served, by class (2xx, 4xx, 5xx).
     pub requests: [AtomicU64; 3],
+    /// The dataplane, once started.
+    pub dp: std::sync::OnceLock<crate::dataplane::SupervisorHandle>,
 }
 
 impl Core {
@@ -53,6 +55,7 @@ impl Core {
             policy_rev,
             started: Instant::now(),
             requests: Default::default(),
+            dp: std::sync::OnceLock::new(),
         })
     }
 

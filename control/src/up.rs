@@ -1,0 +1,327 @@
+//! `palisade up`: the appliance on this host. Opens the store, creates the first admin, starts
+//! and supervises `palisade-dp`, keeps it on the latest policy, turns what it reports into
+//! events and learned rules, and serves the API until SIGINT or SIGTERM.
+//!
+//! ```text
+//!  API handlers --(store write, policy_changed)--> pusher --set_policy--> Supervisor --> palisade-dp
+//!  palisade-dp --events--> intake: violations/threats -> store + SSE; connection records -> learn
+//!                                   -> learned rules -> policy_changed
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::api::{AppState, app};
+use crate::config::Config;
+use crate::dataplane::{DpNotice, Supervisor, SupervisorHandle, SupervisorOptions, events};
+use crate::learn::{self, Context};
+use crate::model::{EventKind, NewEvent, Severity};
+use crate::service::{AdminPassword, Core, bootstrap_admin, now_ms};
+use crate::store::{Store, StoreSettings};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Validated configuration.
+    pub config: Config,
+    /// The configuration file `palisade-dp` is started with (it reads `[dataplane]`); `None`
+    /// writes the embedded defaults next to the database.
+    pub config_path: Option<PathBuf>,
+    /// `palisade-dp` (default: next to this executable).
+    pub dp_binary: Option<PathBuf>,
+    /// Serve the API without a dataplane (no enforcement).
+    pub no_dataplane: bool,
+}
+
+/// Why `up` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// The store.
+    #[error("store")]
+    Store(#[from] crate::store::StoreError),
+    /// Files, sockets.
+    #[error("{what}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
+    let what = what.into();
+    move |source| UpError::Io { what, source }
+}
+
+/// Runs until SIGINT/SIGTERM.
+#[allow(clippy::print_stdout)]
+pub async fn run(opts: UpOptions) -> Result<(), UpError> {
+    let cfg = &opts.config;
+    let data_dir = cfg.store.data_dir.clone();
+    let store = Store::open(
+        &data_dir,
+        StoreSettings {
+            event_max_count: cfg.store.event_retention_count,
+            event_max_age_days: cfg.store.event_retention_days,
+        },
+    )?;
+    let admin = bootstrap_admin(
+        &store,
+        &data_dir,
+        std::env::var("PALISADE_ADMIN_PASSWORD").ok(),
+    )?;
+    let core = Core::new(store, cfg.store.default_mode, crate::service::DEFAULT_TOKEN_TTL);
+    let _ = core
+        .record(system(Severity::Info, "palisade started"))
+        .await;
+
+    let dp = if opts.no_dataplane {
+        None
+    } else {
+        Some(start_dataplane(&opts, &core)?)
+    };
+    if let Some(h) = &dp {
+        let _ = core.dp.set(h.clone());
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .map_err(io(format!("listen on {}", cfg.api.listen)))?;
+    let addr = listener.local_addr().map_err(io("local address"))?;
+    let scheme = if cfg.api.tls.is_some() { "https" } else { "http" };
+    println!("palisade: API at {scheme}://{addr}");
+    match &admin {
+        AdminPassword::Existing => println!("palisade: users exist already (data in {})", data_dir.display()),
+        AdminPassword::FromEnvironment => println!("palisade: user `admin`, password from PALISADE_ADMIN_PASSWORD"),
+        AdminPassword::Generated(p) => println!(
+            "palisade: user `admin`, generated password in {} (must be changed at first login)",
+            p.display()
+        ),
+    }
+    let router = app(AppState {
+        core: Arc::clone(&core),
+    })
+    .into_make_service_with_connect_info::<SocketAddr>();
+
+    let served = match &cfg.api.tls {
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(io("serve the API")),
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rc = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(io(format!(
+                    "TLS certificate {} / key {}",
+                    tls.cert.display(),
+                    tls.key.display()
+                )))?;
+            let handle = axum_server::Handle::new();
+            let h2 = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h2.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            let std_listener = listener.into_std().map_err(io("listener"))?;
+            axum_server::from_tcp_rustls(std_listener, rc)
+                .map_err(io("TLS listener"))?
+                .handle(handle)
+                .serve(router)
+                .await
+                .map_err(io("serve the API over TLS"))
+        }
+    };
+    let _ = core.record(system(Severity::Info, "palisade stopping")).await;
+    if let Some(h) = dp {
+        h.shutdown().await;
+    }
+    served
+}
+
+fn system(severity: Severity, message: impl Into<String>) -> NewEvent {
+    NewEvent {
+        at_ms: now_ms(),
+        kind: EventKind::System,
+        severity,
+        group: None,
+        workload: None,
+        actor: None,
+        message: message.into(),
+        details: serde_json::Value::Null,
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers, run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+fn start_dataplane(opts: &UpOptions, core: &Arc<Core>) -> Result<SupervisorHandle, UpError> {
+    let bin = match &opts.dp_binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(io("find this executable"))?
+            .with_file_name("palisade-dp"),
+    };
+    let config_path = match &opts.config_path {
+        Some(p) => p.clone(),
+        None => {
+            // Embedded defaults: an empty file is every default.
+            let p = opts.config.store.data_dir.join("dataplane.toml");
+            std::fs::write(&p, "# written by palisade up: embedded defaults\n")
+                .map_err(io(format!("write {}", p.display())))?;
+            p
+        }
+    };
+    let socket = opts.config.dataplane.socket.clone();
+    let (handle, notices) = Supervisor::start(SupervisorOptions::new(bin, config_path, socket));
+    tokio::spawn(push_policy(Arc::clone(core), handle.clone()));
+    tokio::spawn(intake(Arc::clone(core), notices));
+    Ok(handle)
+}
+
+/// Builds the dataplane snapshot from the store.
+pub async fn snapshot(core: &Core, generation: u64) -> Result<dataplane::policy::Policy, String> {
+    let default_mode = core.default_mode;
+    let (groups, rules, workloads) = core
+        .db(|s| Ok((s.groups()?, s.rules()?, s.workloads()?)))
+        .await
+        .map_err(|e| e.message)?;
+    let rules: Vec<_> = rules.into_iter().map(|(r, _)| r).collect();
+    let built = crate::policy::build_with(
+        &groups,
+        &rules,
+        &workloads,
+        &[],
+        generation,
+        crate::policy::BuildOptions { default_mode },
+    )
+    .map_err(|e| e.to_string())?;
+    if !built.skipped_rules.is_empty() {
+        tracing::warn!(rules = ?built.skipped_rules, "rules naming missing groups left out of the dataplane policy");
+    }
+    Ok(built.policy)
+}
+
+/// Pushes a new snapshot after every change (changes arriving while one is built are folded
+/// into the next). Generations are Unix milliseconds, increasing across restarts of control.
+async fn push_policy(core: Arc<Core>, dp: SupervisorHandle) {
+    let mut rev = core.policy_watch();
+    let mut last_gen = 0u64;
+    loop {
+        rev.borrow_and_update();
+        let generation = (u64::try_from(now_ms()).unwrap_or(0)).max(last_gen + 1);
+        last_gen = generation;
+        match snapshot(&core, generation).await {
+            Ok(p) => {
+                let dp = dp.clone();
+                // The supervisor keeps the newest snapshot; waiting here would hold back the next.
+                tokio::spawn(async move {
+                    match dp.set_policy(p).await {
+                        Ok(g) => tracing::debug!(generation = g, "dataplane runs the policy"),
+                        Err(e) => tracing::warn!(error = %crate::error_chain(&e), "policy not applied"),
+                    }
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build the dataplane policy"),
+        }
+        if rev.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Dataplane notices: events into the store and the stream, connection records into learning
+/// (in batches of up to a second), up/down into system events.
+async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
+    let mut records = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            n = notices.recv() => {
+                let Some(n) = n else { return };
+                match n {
+                    DpNotice::Up { generation } => {
+                        let _ = core.record(system(Severity::Info, format!("dataplane up, policy generation {generation}"))).await;
+                        core.policy_changed();
+                    }
+                    DpNotice::Down { reason } => {
+                        let _ = core.record(system(Severity::Critical, format!("dataplane down: {reason}"))).await;
+                    }
+                    DpNotice::Restarted { attempt } => {
+                        let _ = core.record(system(Severity::Warning, format!("dataplane restarted (attempt {attempt})"))).await;
+                    }
+                    DpNotice::Event(ev) => {
+                        if let dataplane::report::Event::Connection(c) = &ev {
+                            records.push(c.clone());
+                        }
+                        if let Ok(p) = snapshot(&core, 0).await {
+                            let ctx = Context::from_policy(&p);
+                            if let Some(e) = events::from_dataplane(&ev, &ctx, now_ms()) {
+                                let _ = core.record(e).await;
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if records.is_empty() {
+                    continue;
+                }
+                let batch = std::mem::take(&mut records);
+                if let Err(e) = learn_batch(&core, &batch).await {
+                    tracing::warn!(error = %e, "learning failed");
+                }
+            }
+        }
+    }
+}
+
+async fn learn_batch(
+    core: &Core,
+    batch: &[dataplane::report::ConnectionRecord],
+) -> Result<(), String> {
+    let p = snapshot(core, 0).await?;
+    let ctx = Context::from_policy(&p);
+    let existing: Vec<_> = core
+        .db(|s| s.rules())
+        .await
+        .map_err(|e| e.message)?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    let out = learn::learn(batch, &ctx, &existing);
+    if out.add.is_empty() && out.remove.is_empty() {
+        return Ok(());
+    }
+    let events = core
+        .db(move |s| {
+            let mut events = Vec::new();
+            for id in out.remove {
+                events.push(s.delete_rule(id, "learning")?);
+            }
+            let (_, evs) = s.add_learned_rules(out.add, "learning")?;
+            events.extend(evs);
+            Ok(events)
+        })
+        .await
+        .map_err(|e| e.message)?;
+    core.publish(events);
+    core.policy_changed();
+    Ok(())
+}
