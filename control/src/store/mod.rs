@@ -250,7 +250,7 @@ impl Store {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64> {
-        self.read(|c| migrate::user_version(c))
+        self.read(migrate::user_version)
     }
 
     /// `PRAGMA integrity_check`; [`StoreError::Corrupt`] with SQLite's findings unless ok.
