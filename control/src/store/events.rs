@@ -224,12 +224,11 @@ impl Store {
                 .collect::<rusqlite::Result<Vec<EventRow>>>()?)
         })?;
         let more = rows.len() > q.limit as usize;
-        let mut out = rows
+        let out = rows
             .into_iter()
             .take(q.limit as usize)
             .map(decode)
             .collect::<Result<Vec<_>>>()?;
-        out.shrink_to_fit();
         let next = if more { out.last().map(|e| e.id) } else { None };
         Ok((out, next))
     }

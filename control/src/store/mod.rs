@@ -407,6 +407,58 @@ mod tests {
     }
 
     #[test]
+    fn audit_events_commit_with_their_change_only() {
+        use crate::model::{Group, Mode};
+        let s = Store::open_in_memory().unwrap();
+        let g = Group {
+            name: "web".into(),
+            criteria: Vec::new(),
+            network_mode: Mode::Discover,
+            process_mode: Mode::Discover,
+            file_mode: Mode::Discover,
+            learned: false,
+            comment: String::new(),
+        };
+        let (_, ev) = s.create_group(g.clone(), "alice").unwrap();
+        // A refused change leaves no audit event behind.
+        assert!(s.create_group(g, "alice").is_err());
+        assert!(s.delete_group("nope", "alice").is_err());
+        let (all, next) = s.events(&events::EventQuery::default()).unwrap();
+        assert_eq!(all, vec![ev]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn bad_rows_are_errors_not_panics() {
+        let s = Store::open_in_memory().unwrap();
+        s.read(|c| {
+            c.execute_batch(
+                "INSERT INTO groups (name, body, version) VALUES ('g', 'not json', 1);
+                 INSERT INTO users (name, hash, role, must_change, created_at) VALUES ('u', 'x', 'root', 0, 0);
+                 INSERT INTO rules (id, position, priority, from_group, to_group, dup_key, body, version)
+                     VALUES (-1, 0, 0, 'a', 'b', 'k', '{}', 1);
+                 INSERT INTO events (at_ms, kind, severity, message, details) VALUES (0, 'bogus', 'info', 'm', '{}');
+                 INSERT INTO workloads (id, source, body, updated_at) VALUES ('w', 'api', '[]', 0);
+                 INSERT INTO settings (key, value) VALUES ('k', '{');",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let corrupt = |r: Result<()>| assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+        corrupt(s.groups().map(drop));
+        corrupt(s.group("g").map(drop));
+        corrupt(s.users().map(drop));
+        corrupt(s.user("u").map(drop));
+        corrupt(s.rules().map(drop));
+        corrupt(s.events(&events::EventQuery::default()).map(drop));
+        corrupt(s.workloads().map(drop));
+        corrupt(s.setting("k").map(drop));
+        corrupt(s.policy_snapshot().map(drop));
+        // Unknown user with a corrupt role: verification errs too, nothing panics.
+        assert!(s.verify_password("u", "password1").is_err());
+    }
+
+    #[test]
     fn store_is_send_sync_clone() {
         fn check<T: Send + Sync + Clone + 'static>() {}
         check::<Store>();
