@@ -423,7 +423,7 @@ mod tests {
         // A refused change leaves no audit event behind.
         assert!(s.create_group(g, "alice").is_err());
         assert!(s.delete_group("nope", "alice").is_err());
-        let (all, next) = s.events(&events::EventQuery::default()).unwrap();
+        let (all, next) = s.events(&EventQuery::default()).unwrap();
         assert_eq!(all, vec![ev]);
         assert_eq!(next, None);
     }
@@ -450,7 +450,7 @@ mod tests {
         corrupt(s.users().map(drop));
         corrupt(s.user("u").map(drop));
         corrupt(s.rules().map(drop));
-        corrupt(s.events(&events::EventQuery::default()).map(drop));
+        corrupt(s.events(&EventQuery::default()).map(drop));
         corrupt(s.workloads().map(drop));
         corrupt(s.setting("k").map(drop));
         corrupt(s.policy_snapshot().map(drop));
