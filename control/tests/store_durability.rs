@@ -19,6 +19,11 @@ use control::store::{EventQuery, Store, StoreSettings};
 
 const WRITER_ENV: &str = "PALISADE_DURABILITY_WRITER";
 const ROUNDS: u32 = 20;
+/// Retention must not remove what the test looks for.
+const KEEP_ALL: StoreSettings = StoreSettings {
+    event_max_count: u64::MAX,
+    event_max_age_days: 3650,
+};
 
 fn group(name: &str) -> Group {
     Group {
@@ -44,14 +49,19 @@ fn durability_writer() {
         return;
     };
     let round = std::env::var("PALISADE_DURABILITY_ROUND").unwrap();
-    let store = Store::open(Path::new(&dir), StoreSettings::default()).unwrap();
+    let store = Store::open(Path::new(&dir), KEEP_ALL).unwrap();
     let mut out = std::io::stdout().lock();
     let started = Instant::now();
     let mut i: u64 = 0;
     // Bounded, so an orphan (the parent died) stops on its own.
     while started.elapsed() < Duration::from_secs(30) {
+        // Real timestamps: retention (run every 1000 appends) drops events older than 30 days.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         let ev = |n: u64| NewEvent {
-            at_ms: 1,
+            at_ms: now_ms,
             kind: EventKind::System,
             severity: Severity::Info,
             group: None,
@@ -140,7 +150,7 @@ fn acknowledged_writes_survive_sigkill() {
             }
         }
 
-        let store = Store::open(dir.path(), StoreSettings::default()).unwrap();
+        let store = Store::open(dir.path(), KEEP_ALL).unwrap();
         store.check_integrity().unwrap();
         let mut stored = std::collections::HashSet::new();
         let mut cursor = None;
