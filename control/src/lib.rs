@@ -9,3 +9,4 @@ pub mod dataplane;
 pub mod learn;
 pub mod model;
 pub mod policy;
+pub mod store;
