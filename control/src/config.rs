@@ -12,6 +12,8 @@ use dataplane::config::{ConfigError, DataplaneConfig, RawDataplane, Source};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::store::StoreSettings;
+
 /// Default configuration file.
 pub const DEFAULT_PATH: &str = "/etc/palisade/palisade.toml";
 /// Default data directory (SQLite store).
@@ -55,7 +57,14 @@ pub struct TlsConfig {
 pub struct StoreConfig {
     /// Directory for the SQLite database and secrets.
     pub data_dir: PathBuf,
+    /// Event retention (`event_retention_count`, `event_retention_days`).
+    pub settings: StoreSettings,
 }
+
+/// Largest `event_retention_count`.
+pub const MAX_EVENT_RETENTION_COUNT: i64 = 100_000_000;
+/// Largest `event_retention_days`.
+pub const MAX_EVENT_RETENTION_DAYS: i64 = 3650;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +95,10 @@ struct RawApi {
 struct RawStore {
     #[serde(default)]
     data_dir: Option<PathBuf>,
+    #[serde(default)]
+    event_retention_count: Option<Spanned<i64>>,
+    #[serde(default)]
+    event_retention_days: Option<Spanned<i64>>,
 }
 
 /// Reads and validates the file at `path`.
@@ -102,17 +115,47 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let src = Source { path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
     let api = validate_api(&src, raw.api)?;
-    let store = StoreConfig {
-        data_dir: raw
-            .store
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-    };
+    let store = validate_store(&src, raw.store)?;
     let dataplane = raw.dataplane.unwrap_or_default().validate(&src)?;
     Ok(Config {
         api,
         store,
         dataplane,
+    })
+}
+
+fn validate_store(src: &Source<'_>, raw: RawStore) -> Result<StoreConfig, ConfigError> {
+    let defaults = StoreSettings::default();
+    let in_range = |v: &Option<Spanned<i64>>, name: &str, max: i64| match v {
+        None => Ok(None),
+        Some(v) if (1..=max).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
+        Some(v) => Err(src.error(
+            v.span(),
+            format!("`{name}` must be within 1..={max}, not {}", v.get_ref()),
+        )),
+    };
+    let count = in_range(
+        &raw.event_retention_count,
+        "event_retention_count",
+        MAX_EVENT_RETENTION_COUNT,
+    )?;
+    let days = in_range(
+        &raw.event_retention_days,
+        "event_retention_days",
+        MAX_EVENT_RETENTION_DAYS,
+    )?;
+    Ok(StoreConfig {
+        data_dir: raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        settings: StoreSettings {
+            event_max_count: count
+                .and_then(|c| u64::try_from(c).ok())
+                .unwrap_or(defaults.event_max_count),
+            event_max_age_days: days
+                .and_then(|d| u32::try_from(d).ok())
+                .unwrap_or(defaults.event_max_age_days),
+        },
     })
 }
 
@@ -178,6 +221,7 @@ mod tests {
         assert_eq!(c.api.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.api.tls, None);
         assert_eq!(c.store.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.store.settings, StoreSettings::default());
         assert!(c.dataplane.ports.is_empty());
         assert_eq!(c.dataplane.lcores, vec![0, 1]);
     }
@@ -233,6 +277,38 @@ mod tests {
             bad("[api]\ntls_key = \"/k\"\n"),
             (2, "`tls_key` needs `tls_cert` as well".into())
         );
+    }
+
+    #[test]
+    fn store_retention() {
+        let c = parse(
+            "[store]\nevent_retention_count = 500\nevent_retention_days = 7\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.settings,
+            StoreSettings {
+                event_max_count: 500,
+                event_max_age_days: 7
+            }
+        );
+        assert_eq!(
+            bad("[store]\n\nevent_retention_count = 0\n"),
+            (
+                3,
+                "`event_retention_count` must be within 1..=100000000, not 0".into()
+            )
+        );
+        assert_eq!(
+            bad("[store]\nevent_retention_days = -1\n"),
+            (
+                2,
+                "`event_retention_days` must be within 1..=3650, not -1".into()
+            )
+        );
+        let (line, msg) = bad("[store]\nevent_retention_days = \"30\"\n");
+        assert_eq!(line, 2, "{msg}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `palisade`, the control process and CLI: the REST API ([`api`]) over the store
-//! ([`store`]), the shared core ([`service`]), the domain model ([`model`]) and the whole
-//! configuration file ([`config`]).
+//! ([`store`]), the shared core ([`service`]), the domain model ([`model`]), the dataplane
+//! supervisor ([`dataplane`]) and what it feeds ([`policy`], [`learn`]), `palisade up`
+//! ([`up`]) and the whole configuration file ([`config`]).
 
 pub mod api;
 pub mod cli;
