@@ -119,13 +119,14 @@ impl Context {
     }
 
     fn client(&self) -> Result<Client, CliError> {
-        if self.token.is_none() {
-            if let Some(s) = self.own_session().filter(|s| s.expired(self.now)) {
-                return Err(CliError::Expired {
-                    url: self.url.clone(),
-                    expires_at: s.expires_text(),
-                });
-            }
+        if let (None, Some(s)) = (
+            &self.token,
+            self.own_session().filter(|s| s.expired(self.now)),
+        ) {
+            return Err(CliError::Expired {
+                url: self.url.clone(),
+                expires_at: s.expires_text(),
+            });
         }
         Ok(Client::new(&self.url, self.token.clone()))
     }
@@ -727,4 +728,591 @@ fn import(ctx: &Context, file: &Path, dry_run: bool, io: &mut Io<'_>) -> Result<
     io.out
         .write_all(output::diff(&changes, applied).as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::cli::fake_http::{Canned, FakeServer, Recorded};
+
+    fn ctx(url: &str, token: Option<&str>) -> Context {
+        Context {
+            url: url.to_owned(),
+            token: token.map(str::to_owned),
+            json: false,
+            session_path: None,
+            session: None,
+            password_env: None,
+            now: 0,
+        }
+    }
+
+    /// Runs `palisade ARGS` in-process: (exit code, stdout, stderr).
+    fn run_with(ctx: &Context, args: &[&str], stdin: &str) -> (u8, String, String) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("palisade").chain(args.iter().copied())).unwrap();
+        let (mut input, mut out, mut err) = (stdin.as_bytes(), Vec::new(), Vec::new());
+        let mut io = Io {
+            input: &mut input,
+            out: &mut out,
+            err: &mut err,
+        };
+        let result = run(ctx, cli.command, &mut io);
+        let code = report(result, io.err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn body(r: &Recorded) -> Value {
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    #[test]
+    fn login_stores_a_private_session_and_says_when_the_password_must_change() {
+        let srv = FakeServer::start(vec![Canned::json(
+            200,
+            r#"{"token":"t0k","expires_at":"2030-01-01T00:00:00Z","must_change_password":true}"#,
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade/session.json");
+        let mut c = ctx(&srv.url(), None);
+        c.session_path = Some(path.clone());
+        let (code, out, err) = run_with(&c, &["login", "--password-stdin", "-u", "root"], "pw\n");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.starts_with(&format!("logged in to {} as root", srv.url())),
+            "{out}"
+        );
+        assert!(err.contains("run `palisade passwd`"), "{err}");
+        let url = srv.url();
+        let reqs = srv.finish();
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].path.as_str()),
+            ("POST", "/v1/auth")
+        );
+        assert_eq!(reqs[0].header("authorization"), None);
+        assert_eq!(
+            body(&reqs[0]),
+            json!({"username": "root", "password": "pw"})
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let s = session::load(&path).unwrap().unwrap();
+        assert_eq!(
+            (s.url, s.username, s.token),
+            (url, "root".into(), "t0k".into())
+        );
+    }
+
+    #[test]
+    fn login_needs_a_password_and_a_bad_one_is_exit_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ctx("http://127.0.0.1:9", None);
+        c.session_path = Some(dir.path().join("s.json"));
+        let (code, _, err) = run_with(&c, &["login"], "");
+        assert_eq!(code, 2, "{err}");
+        let srv = FakeServer::start(vec![Canned::json(
+            401,
+            r#"{"error":{"code":"unauthorized","message":"bad user name or password"}}"#,
+        )]);
+        c.url = srv.url();
+        c.password_env = Some("wrong".into());
+        let (code, _, err) = run_with(&c, &["login"], "");
+        assert_eq!(code, 3);
+        assert_eq!(
+            err,
+            "palisade: error: POST /v1/auth: HTTP 401 unauthorized: bad user name or password\n"
+        );
+        assert!(!dir.path().join("s.json").exists());
+    }
+
+    #[test]
+    fn session_tokens_only_go_to_their_server_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.json");
+        let s = Session {
+            url: "http://a:1/".into(),
+            username: "admin".into(),
+            token: "sess".into(),
+            expires_at: Value::from(1000),
+        };
+        session::save(&path, &s).unwrap();
+        let args = |url: Option<&str>, token: Option<&str>| ApiArgs {
+            url: url.map(str::to_owned),
+            json: false,
+            token: token.map(str::to_owned),
+        };
+        let c = Context::resolve(&args(None, None), None, None, Some(path.clone()), 10).unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.token.as_deref()),
+            ("http://a:1", Some("sess"))
+        );
+        let c = Context::resolve(
+            &args(Some("http://b:1"), None),
+            None,
+            None,
+            Some(path.clone()),
+            10,
+        )
+        .unwrap();
+        assert_eq!((c.url.as_str(), c.token), ("http://b:1", None));
+        let c = Context::resolve(
+            &args(None, None),
+            Some("env".into()),
+            None,
+            Some(path.clone()),
+            10,
+        )
+        .unwrap();
+        assert_eq!(c.token.as_deref(), Some("env"));
+        let c = Context::resolve(
+            &args(None, Some("flag")),
+            Some("env".into()),
+            None,
+            Some(path.clone()),
+            10,
+        )
+        .unwrap();
+        assert_eq!(c.token.as_deref(), Some("flag"));
+        let c = Context::resolve(&args(None, None), None, None, Some(path.clone()), 1000).unwrap();
+        assert_eq!(c.token, None);
+        let (code, _, err) = run_with(&c, &["groups"], "");
+        assert_eq!(code, 3);
+        assert!(
+            err.contains("expired at 1000: run `palisade login`"),
+            "{err}"
+        );
+        let c = Context::resolve(&args(None, None), None, None, None, 0).unwrap();
+        assert_eq!(c.url, DEFAULT_URL);
+        let (code, _, err) = run_with(&c, &["rules"], "");
+        assert_eq!(code, 3);
+        assert!(
+            err.contains("not logged in to http://127.0.0.1:10443"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mode_patches_with_the_etag_of_a_fresh_get() {
+        let group = r#"{"name":"web","criteria":[],"network_mode":"monitor","process_mode":"monitor","file_mode":"monitor","learned":false}"#;
+        let after = group.replace(
+            "\"network_mode\":\"monitor\"",
+            "\"network_mode\":\"protect\"",
+        );
+        let srv = FakeServer::start(vec![
+            Canned::json(200, group).etag("W/\"5\""),
+            Canned::json(200, &after),
+        ]);
+        let c = ctx(&srv.url(), Some("k"));
+        let (code, out, err) = run_with(&c, &["mode", "web", "protect", "--kind", "network"], "");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out,
+            "group web: network protect, process monitor, file monitor\n"
+        );
+        let reqs = srv.finish();
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].path.as_str()),
+            ("GET", "/v1/groups/web")
+        );
+        assert_eq!(
+            (reqs[1].method.as_str(), reqs[1].path.as_str()),
+            ("PATCH", "/v1/groups/web")
+        );
+        assert_eq!(reqs[1].header("if-match"), Some("W/\"5\""));
+        assert_eq!(reqs[1].header("authorization"), Some("Bearer k"));
+        assert_eq!(body(&reqs[1]), json!({"network_mode": "protect"}));
+    }
+
+    #[test]
+    fn mode_all_and_a_stale_etag() {
+        let srv = FakeServer::start(vec![
+            Canned::json(200, r#"{"name":"db"}"#),
+            Canned::json(
+                412,
+                r#"{"error":{"code":"precondition_failed","message":"stale"}}"#,
+            ),
+        ]);
+        let c = ctx(&srv.url(), Some("k"));
+        let (code, _, _) = run_with(&c, &["mode", "db", "discover"], "");
+        assert_eq!(code, 5);
+        let reqs = srv.finish();
+        assert_eq!(reqs[1].header("if-match"), None);
+        assert_eq!(
+            body(&reqs[1]),
+            json!({"network_mode": "discover", "process_mode": "discover", "file_mode": "discover"})
+        );
+    }
+
+    #[test]
+    fn groups_list_show_add_delete() {
+        let srv = FakeServer::start(vec![
+            Canned::json(
+                200,
+                r#"{"items":[{"name":"web","criteria":[{"key":"image","op":"=","value":"nginx*"}],"network_mode":"discover","process_mode":"discover","file_mode":"discover","learned":false}],"next":null}"#,
+            ),
+            Canned::json(
+                404,
+                r#"{"error":{"code":"not_found","message":"no group `x`"}}"#,
+            ),
+            Canned::json(201, r#"{"name":"api"}"#),
+            Canned::text(204, "application/json", ""),
+        ]);
+        let c = ctx(&srv.url(), Some("k"));
+        let (code, out, _) = run_with(&c, &["groups"], "");
+        assert_eq!(code, 0);
+        assert_eq!(
+            out,
+            "NAME  NETWORK   PROCESS   FILE      LEARNED  CRITERIA\nweb   discover  discover  discover  no       image=nginx*\n"
+        );
+        let (code, _, err) = run_with(&c, &["groups", "show", "x"], "");
+        assert_eq!(
+            (code, err.as_str()),
+            (
+                4,
+                "palisade: error: GET /v1/groups/x: HTTP 404 not_found: no group `x`\n"
+            )
+        );
+        // Rejected locally: nothing is sent.
+        let (code, _, err) = run_with(
+            &c,
+            &["groups", "add", "bad", "--criterion", "colour", "=", "red"],
+            "",
+        );
+        assert_eq!(code, 2, "{err}");
+        let (code, _, err) = run_with(
+            &c,
+            &[
+                "groups",
+                "add",
+                "bad",
+                "--criterion",
+                "address",
+                "=",
+                "nope",
+            ],
+            "",
+        );
+        assert_eq!(code, 2);
+        assert!(err.contains("invalid group: criteria[0].value"), "{err}");
+        let (code, out, err) = run_with(
+            &c,
+            &[
+                "groups",
+                "add",
+                "api",
+                "--criterion",
+                "label",
+                "=",
+                "app=api",
+                "--criterion",
+                "namespace",
+                "=",
+                "shop",
+                "--mode",
+                "monitor",
+            ],
+            "",
+        );
+        assert_eq!((code, out.as_str()), (0, "group api created\n"), "{err}");
+        let (code, out, _) = run_with(&c, &["groups", "delete", "api"], "");
+        assert_eq!((code, out.as_str()), (0, "group api deleted\n"));
+        let reqs = srv.finish();
+        let lines: Vec<(String, String)> = reqs
+            .iter()
+            .map(|r| (r.method.clone(), r.path.clone()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("GET".into(), "/v1/groups".into()),
+                ("GET".into(), "/v1/groups/x".into()),
+                ("POST".into(), "/v1/groups".into()),
+                ("DELETE".into(), "/v1/groups/api".into()),
+            ]
+        );
+        assert_eq!(
+            body(&reqs[2]),
+            json!({"name": "api", "criteria": [{"key": "label", "op": "=", "value": "app=api"},
+                {"key": "namespace", "op": "=", "value": "shop"}], "network_mode": "monitor",
+                "process_mode": "monitor", "file_mode": "monitor", "learned": false})
+        );
+    }
+
+    #[test]
+    fn rules_add_sends_the_contract_shape_and_checks_locally() {
+        let srv = FakeServer::start(vec![
+            Canned::json(201, r#"{"id":12,"from":"web","to":"db"}"#),
+            Canned::json(
+                409,
+                r#"{"error":{"code":"conflict","message":"rule 3 exists"}}"#,
+            ),
+        ]);
+        let c = ctx(&srv.url(), Some("k"));
+        let (code, _, err) = run_with(
+            &c,
+            &[
+                "rules", "add", "--from", "web", "--to", "db", "--port", "tcp/0",
+            ],
+            "",
+        );
+        assert_eq!(code, 2);
+        assert!(err.contains("bad port spec `tcp/0`"), "{err}");
+        let (code, _, err) = run_with(
+            &c,
+            &[
+                "rules", "add", "--from", "web", "--to", "db", "--app", "gopher",
+            ],
+            "",
+        );
+        assert_eq!(code, 2);
+        assert!(err.contains("unknown application `gopher`"), "{err}");
+        let (code, out, err) = run_with(
+            &c,
+            &[
+                "rules",
+                "add",
+                "--from",
+                "web",
+                "--to",
+                "db",
+                "--port",
+                "tcp/5432",
+                "--port",
+                "udp/1000-2000",
+                "--app",
+                "postgresql",
+                "--priority",
+                "-3",
+            ],
+            "",
+        );
+        assert_eq!((code, out.as_str()), (0, "rule 12 added\n"), "{err}");
+        let (code, _, _) = run_with(
+            &c,
+            &[
+                "rules", "add", "--from", "external", "--to", "db", "--deny", "--id", "3",
+            ],
+            "",
+        );
+        assert_eq!(code, 5);
+        let reqs = srv.finish();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(
+            body(&reqs[0]),
+            json!({"from": "web", "to": "db", "ports": ["tcp/5432", "udp/1000-2000"], "apps": ["postgresql"],
+                "action": "allow", "priority": -3})
+        );
+        assert_eq!(
+            body(&reqs[1]),
+            json!({"id": 3, "from": "external", "to": "db", "ports": [], "apps": [], "action": "deny", "priority": 0})
+        );
+    }
+
+    #[test]
+    fn import_checks_the_file_then_prints_the_server_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("p.yaml");
+        let text = "version: 1\ngroups:\n  - name: web\n    criteria: [{key: image, op: '=', value: 'nginx*'}]\n";
+        std::fs::write(&good, text).unwrap();
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "version: 1\nrules:\n  - {id: 1, from: web, to: ghost, action: allow}\n",
+        )
+        .unwrap();
+        let ugly = dir.path().join("ugly.yaml");
+        std::fs::write(&ugly, "version: 1\ngroup: []\n").unwrap();
+        let srv = FakeServer::start(vec![Canned::json(
+            200,
+            r#"{"applied":false,"diff":[{"op":"add","kind":"group","name":"web","before":null,"after":{"name":"web"}}]}"#,
+        )]);
+        let c = ctx(&srv.url(), Some("k"));
+        let (code, _, err) = run_with(&c, &["import", bad.to_str().unwrap()], "");
+        assert_eq!(code, 2);
+        assert!(
+            err.ends_with("bad.yaml: 1 problem(s):\n  rules[0].from: unknown group `web`\n"),
+            "{err}"
+        );
+        let (code, _, err) = run_with(&c, &["import", ugly.to_str().unwrap()], "");
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("unknown field `group`") && err.contains("line 2 column 1"),
+            "{err}"
+        );
+        let (code, out, err) = run_with(&c, &["import", good.to_str().unwrap(), "--dry-run"], "");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out,
+            "+ group           web\n1 change, nothing applied (dry run)\n"
+        );
+        let reqs = srv.finish();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].path, "/v1/policy/import?dry_run=true");
+        assert_eq!(reqs[0].header("content-type"), Some("application/yaml"));
+        assert_eq!(reqs[0].body, text);
+    }
+
+    #[test]
+    fn export_writes_yaml_or_json() {
+        let yaml = "version: 1\ngroups: []\nrules: []\n";
+        let srv = FakeServer::start(vec![
+            Canned::text(200, "application/yaml", yaml),
+            Canned::text(200, "application/yaml", yaml),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.yaml");
+        let mut c = ctx(&srv.url(), Some("k"));
+        let (code, out, err) = run_with(&c, &["export", "-o", file.to_str().unwrap()], "");
+        assert_eq!((code, out.as_str()), (0, ""), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), yaml);
+        c.json = true;
+        let (code, out, _) = run_with(&c, &["export"], "");
+        assert_eq!(code, 0);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["version"], 1);
+        let reqs = srv.finish();
+        assert_eq!(reqs[0].header("accept"), Some("application/yaml"));
+        assert_eq!(reqs[0].path, "/v1/policy/export");
+    }
+
+    #[test]
+    fn events_page_and_follow() {
+        let ev = |id: i64, kind: &str| {
+            format!(
+                r#"{{"id":{id},"at_ms":0,"kind":"{kind}","severity":"info","group":"web","message":"m{id}"}}"#
+            )
+        };
+        let stream = format!(
+            ": hello\n\nid: 5\nevent: audit\ndata: {}\n\nid: 6\nevent: system\ndata: {}\n\nid: 7\nevent: audit\ndata: {}\n\n",
+            ev(5, "audit"),
+            ev(6, "system"),
+            ev(7, "audit")
+        );
+        let srv = FakeServer::start(vec![
+            Canned::json(
+                200,
+                &format!(r#"{{"items":[{}],"next":"9"}}"#, ev(5, "audit")),
+            ),
+            Canned::text(200, "text/event-stream", &stream),
+        ]);
+        let mut c = ctx(&srv.url(), Some("k"));
+        let (code, out, err) = run_with(
+            &c,
+            &[
+                "events", "--kind", "audit", "--group", "web", "--limit", "1",
+            ],
+            "",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.lines().nth(1).unwrap().contains("m5"), "{out}");
+        assert_eq!(err, "more: palisade events --after 9\n");
+        c.json = true;
+        let (code, out, err) = run_with(
+            &c,
+            &["events", "--follow", "--kind", "audit", "--limit", "2"],
+            "",
+        );
+        assert_eq!(code, 0, "{err}");
+        let ids: Vec<i64> = out
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, [5, 7]);
+        let reqs = srv.finish();
+        assert_eq!(reqs[0].path, "/v1/events?kind=audit&group=web&limit=1");
+        assert_eq!(reqs[1].path, "/v1/events/stream?kind=audit");
+        assert_eq!(reqs[1].header("accept"), Some("text/event-stream"));
+        let (code, _, _) = run_with(&c, &["events", "--kind", "nope"], "");
+        assert_eq!(code, 2);
+    }
+
+    #[test]
+    fn logout_revokes_and_forgets_the_session() {
+        let srv = FakeServer::start(vec![Canned::text(204, "application/json", "")]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let s = Session {
+            url: srv.url(),
+            username: "admin".into(),
+            token: "sess".into(),
+            expires_at: Value::Null,
+        };
+        session::save(&path, &s).unwrap();
+        let args = ApiArgs::default();
+        let c = Context::resolve(&args, None, None, Some(path.clone()), 0).unwrap();
+        let (code, out, _) = run_with(&c, &["logout"], "");
+        assert_eq!((code, out), (0, format!("logged out of {}\n", srv.url())));
+        assert!(!path.exists());
+        let reqs = srv.finish();
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].path.as_str()),
+            ("DELETE", "/v1/auth")
+        );
+        assert_eq!(reqs[0].header("authorization"), Some("Bearer sess"));
+    }
+
+    #[test]
+    fn passwd_patches_the_session_user() {
+        let srv = FakeServer::start(vec![Canned::json(
+            200,
+            r#"{"name":"admin","role":"admin"}"#,
+        )]);
+        let mut c = ctx(&srv.url(), Some("k"));
+        c.session = Some(Session {
+            url: srv.url(),
+            username: "admin".into(),
+            token: "k".into(),
+            expires_at: Value::Null,
+        });
+        let (code, _, _) = run_with(&c, &["passwd"], "");
+        assert_eq!(code, 2);
+        let (code, out, err) = run_with(&c, &["passwd"], "n3w-secret\n");
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "password of admin changed\n"),
+            "{err}"
+        );
+        let reqs = srv.finish();
+        assert_eq!(
+            (reqs[0].method.as_str(), reqs[0].path.as_str()),
+            ("PATCH", "/v1/users/admin")
+        );
+        assert_eq!(body(&reqs[0]), json!({"password": "n3w-secret"}));
+    }
+
+    #[test]
+    fn status_shows_health_and_stats() {
+        let srv = FakeServer::start(vec![
+            Canned::text(200, "text/plain", "ok\n"),
+            Canned::json(200, r#"{"dataplane":{"generation":4,"sessions":12}}"#),
+        ]);
+        let c = ctx(&srv.url(), Some("k"));
+        let (code, out, err) = run_with(&c, &["status"], "");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out,
+            format!(
+                "server   {}\nhealth   ok\nstats:\n  dataplane.generation  4\n  dataplane.sessions    12\n",
+                srv.url()
+            )
+        );
+        let reqs = srv.finish();
+        assert_eq!(reqs[0].path, "/healthz");
+        assert_eq!(reqs[0].header("authorization"), None);
+        assert_eq!(reqs[1].path, "/v1/stats");
+        assert_eq!(reqs[1].header("authorization"), Some("Bearer k"));
+    }
 }
