@@ -149,7 +149,7 @@ pub enum GroupsCmd {
         /// prefix, regex), VALUE. Repeat for more (all must match).
         #[arg(long = "criterion", num_args = 3, value_names = ["KEY", "OP", "VALUE"])]
         criteria: Vec<String>,
-        /// Network, process and file mode [default: the server's, discover].
+        /// Network, process and file mode [default: discover].
         #[arg(long, value_enum)]
         mode: Option<ModeName>,
         /// Free text.
