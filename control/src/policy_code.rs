@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{self, FileRule, Group, Invalid, ProcessEntry, Rule, special};
+use dataplane::dpi::App;
+
+use crate::model::{self, Action, FileRule, Group, Invalid, PortSpec, ProcessEntry, Rule, special};
 
 /// The only document version this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -123,6 +125,8 @@ impl PolicyDocument {
         let exists = |g: &str| names.contains_key(g);
 
         let mut ids: HashMap<u32, usize> = HashMap::new();
+        // Hashed, not compared pairwise: documents may hold 100k learned rules.
+        let mut matches: HashMap<MatchKey<'_>, usize> = HashMap::new();
         for (i, r) in self.rules.iter().enumerate() {
             if let Err(e) = model::validate_rule(r, exists) {
                 errors.push(prefixed(&format!("rules[{i}]"), e));
@@ -133,7 +137,7 @@ impl PolicyDocument {
                     format!("duplicate rule id {} (also rules[{first}])", r.id),
                 ));
             }
-            if let Some(j) = self.rules[..i].iter().position(|o| same_match(o, r)) {
+            if let Some(&j) = matches.get(&match_key(r)) {
                 errors.push(Invalid::new(
                     format!("rules[{i}]"),
                     format!(
@@ -142,6 +146,7 @@ impl PolicyDocument {
                     ),
                 ));
             }
+            matches.entry(match_key(r)).or_insert(i);
         }
 
         for (group, entries) in &self.process_profiles {
@@ -195,13 +200,12 @@ impl PolicyDocument {
     }
 }
 
-/// Two rules that match the same traffic the same way (ids, priority and flags aside).
-fn same_match(a: &Rule, b: &Rule) -> bool {
-    a.from == b.from
-        && a.to == b.to
-        && a.ports == b.ports
-        && a.apps == b.apps
-        && a.action == b.action
+/// What makes two rules duplicates: they match the same traffic the same way (ids,
+/// priority and flags aside).
+type MatchKey<'a> = (&'a str, &'a str, &'a [PortSpec], &'a [App], Action);
+
+fn match_key(r: &Rule) -> MatchKey<'_> {
+    (&r.from, &r.to, &r.ports, &r.apps, r.action)
 }
 
 /// What a [`Change`] does.
