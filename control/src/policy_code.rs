@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use dataplane::dpi::App;
 
-use crate::model::{self, Action, FileRule, Group, Invalid, PortSpec, ProcessEntry, Rule, special};
+use crate::model::{self, Action, FileRule, Group, Invalid, PortSpec, ProcessEntry, Rule};
 
 /// The only document version this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -370,11 +370,6 @@ fn non_empty<T>(m: &BTreeMap<String, Vec<T>>) -> BTreeMap<String, &Vec<T>> {
         .collect()
 }
 
-/// Names that rules may use without defining them.
-pub fn is_special_group(name: &str) -> bool {
-    special::ALL.contains(&name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,7 +550,6 @@ mod tests {
         let mut d = PolicyDocument::default();
         d.rules.push(rule(7, "containers", "external", "any"));
         assert_eq!(d.validate(), Ok(()));
-        assert!(is_special_group("nodes"));
     }
 
     #[test]
