@@ -68,8 +68,14 @@ pub enum Command {
     Check,
 
     // ---- running Palisade (`palisade up`) goes here ----
+    /// API client commands (`cli::commands`).
+    #[command(flatten)]
+    Api(ApiCommand),
+}
 
-    // ---- API client commands (handled by `cli::commands::run`) ----
+/// The API client commands, one subcommand each (flattened into [`Command`]).
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
     /// Log in: store a session token in ~/.config/palisade/session.json (mode 0600).
     Login(LoginArgs),
     /// Change the logged-in user's password (the new password is read from stdin).

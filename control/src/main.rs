@@ -44,8 +44,6 @@ fn main() -> ExitCode {
             }
         },
         // ---- `palisade up` goes here ----
-
-        // Every other subcommand is an API client command.
-        command => ExitCode::from(control::cli::commands::main(&cli.api, command)),
+        Command::Api(command) => ExitCode::from(control::cli::commands::main(&cli.api, command)),
     }
 }

@@ -17,7 +17,7 @@ use super::error::{CliError, Exit};
 use super::session::{self, Session};
 use super::sse::SseParser;
 use super::{
-    ApiArgs, Command, DEFAULT_URL, EventsArgs, GroupsCmd, LoginArgs, ModeArgs, ModeKind,
+    ApiArgs, ApiCommand, DEFAULT_URL, EventsArgs, GroupsCmd, LoginArgs, ModeArgs, ModeKind,
     PasswdArgs, RulesCmd, output,
 };
 use crate::model::{self, Criterion, EventKind, Group, PortSpec};
@@ -134,7 +134,7 @@ impl Context {
 
 /// Runs a client command from `main`: resolves the context from the environment, uses the
 /// process's standard streams, prints the error chain, returns the exit code.
-pub fn main(args: &ApiArgs, command: Command) -> u8 {
+pub fn main(args: &ApiArgs, command: ApiCommand) -> u8 {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut out = std::io::stdout().lock();
@@ -160,26 +160,23 @@ pub fn report(result: Result<(), CliError>, err: &mut dyn Write) -> u8 {
 }
 
 /// Runs one client command.
-pub fn run(ctx: &Context, command: Command, io: &mut Io<'_>) -> Result<(), CliError> {
+pub fn run(ctx: &Context, command: ApiCommand, io: &mut Io<'_>) -> Result<(), CliError> {
     match command {
-        Command::Check => Err(CliError::Usage(
-            "`palisade check` is not an API command".to_owned(),
-        )),
-        Command::Login(a) => login(ctx, &a, io),
-        Command::Passwd(a) => passwd(ctx, &a, io),
-        Command::Logout => logout(ctx, io),
-        Command::Status => status(ctx, io),
-        Command::Workloads => {
+        ApiCommand::Login(a) => login(ctx, &a, io),
+        ApiCommand::Passwd(a) => passwd(ctx, &a, io),
+        ApiCommand::Logout => logout(ctx, io),
+        ApiCommand::Status => status(ctx, io),
+        ApiCommand::Workloads => {
             let items = ctx.client()?.list("/v1/workloads")?;
             print_list(ctx, io, &items, output::workloads)
         }
-        Command::Groups { action } => groups(ctx, action.unwrap_or(GroupsCmd::List), io),
-        Command::Rules { action } => rules(ctx, action.unwrap_or(RulesCmd::List), io),
-        Command::Mode(a) => mode(ctx, &a, io),
-        Command::Events(a) if a.follow => follow(ctx, &a, io),
-        Command::Events(a) => events(ctx, &a, io),
-        Command::Export { output } => export(ctx, output.as_deref(), io),
-        Command::Import { file, dry_run } => import(ctx, &file, dry_run, io),
+        ApiCommand::Groups { action } => groups(ctx, action.unwrap_or(GroupsCmd::List), io),
+        ApiCommand::Rules { action } => rules(ctx, action.unwrap_or(RulesCmd::List), io),
+        ApiCommand::Mode(a) => mode(ctx, &a, io),
+        ApiCommand::Events(a) if a.follow => follow(ctx, &a, io),
+        ApiCommand::Events(a) => events(ctx, &a, io),
+        ApiCommand::Export { output } => export(ctx, output.as_deref(), io),
+        ApiCommand::Import { file, dry_run } => import(ctx, &file, dry_run, io),
     }
 }
 
@@ -762,7 +759,10 @@ mod tests {
             out: &mut out,
             err: &mut err,
         };
-        let result = run(ctx, cli.command, &mut io);
+        let crate::cli::Command::Api(command) = cli.command else {
+            panic!("not an API command: {args:?}");
+        };
+        let result = run(ctx, command, &mut io);
         let code = report(result, io.err);
         (
             code,
