@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod learn;
 pub mod model;
 pub mod policy;
+pub mod policy_code;
 pub mod service;
 pub mod store;
 pub mod up;

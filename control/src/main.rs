@@ -1,6 +1,8 @@
 //! `palisade`: control process and CLI.
 //!
-//! Exit codes: 0 on success, 2 for an invalid configuration or usage, 1 for any other failure.
+//! Exit codes: 0 on success, 2 for an invalid configuration or usage, 1 for any other failure;
+//! the API client commands add 3 (not logged in, 401/403), 4 (404), 5 (409/412) and 6
+//! (server unreachable), see `cli::error::Exit`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -41,5 +43,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        // ---- `palisade up` goes here ----
+        Command::Api(command) => ExitCode::from(control::cli::commands::main(&cli.api, command)),
     }
 }
