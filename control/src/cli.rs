@@ -67,10 +67,24 @@ pub enum Command {
     /// Validate the configuration file: exit 0 when valid, 2 with file, line and reason when not.
     Check,
 
-    // ---- running Palisade (`palisade up`) goes here ----
+    /// Run the appliance on this host: store, API, and a supervised `palisade-dp`. Prints the
+    /// API URL and where the admin password is; stops on SIGINT/SIGTERM.
+    Up(UpArgs),
+
     /// API client commands (`cli::commands`).
     #[command(flatten)]
     Api(ApiCommand),
+}
+
+/// `palisade up` options.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// `palisade-dp` binary (default: next to `palisade`).
+    #[arg(long)]
+    pub dp: Option<PathBuf>,
+    /// Serve the API without starting a dataplane (nothing is enforced).
+    #[arg(long)]
+    pub no_dataplane: bool,
 }
 
 /// The API client commands, one subcommand each (flattened into [`Command`]).

@@ -30,6 +30,16 @@ pub struct Config {
     pub store: StoreConfig,
     /// The dataplane section, exactly as `palisade-dp` reads it.
     pub dataplane: DataplaneConfig,
+    /// `[discovery]`.
+    pub discovery: DiscoveryConfig,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// Network, process and file mode of groups created from workloads and of new user
+    /// groups that name none.
+    pub default_mode: dataplane::policy::Mode,
 }
 
 /// `[api]`.
@@ -75,6 +85,15 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     dataplane: Option<RawDataplane>,
+    #[serde(default)]
+    discovery: RawDiscovery,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    #[serde(default)]
+    default_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,10 +136,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let api = validate_api(&src, raw.api)?;
     let store = validate_store(&src, raw.store)?;
     let dataplane = raw.dataplane.unwrap_or_default().validate(&src)?;
+    let default_mode = match raw.discovery.default_mode {
+        None => dataplane::policy::Mode::Discover,
+        Some(m) => match m.get_ref().as_str() {
+            "discover" => dataplane::policy::Mode::Discover,
+            "monitor" => dataplane::policy::Mode::Monitor,
+            "protect" => dataplane::policy::Mode::Protect,
+            other => {
+                return Err(src.error(
+                    m.span(),
+                    format!("`default_mode` must be discover, monitor or protect, not `{other}`"),
+                ));
+            }
+        },
+    };
     Ok(Config {
         api,
         store,
         dataplane,
+        discovery: DiscoveryConfig { default_mode },
     })
 }
 

@@ -43,7 +43,62 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        // ---- `palisade up` goes here ----
+        Command::Up(args) => up(&cli.config, cli.data_dir, args),
         Command::Api(command) => ExitCode::from(control::cli::commands::main(&cli.api, command)),
+    }
+}
+
+/// `palisade up`: the embedded defaults when the default configuration file does not exist.
+#[allow(clippy::print_stderr)]
+fn up(
+    path: &std::path::Path,
+    data_dir: Option<std::path::PathBuf>,
+    args: control::cli::UpArgs,
+) -> ExitCode {
+    let explicit = path != std::path::Path::new(config::DEFAULT_PATH);
+    let (cfg, config_path) = if explicit || path.exists() {
+        match config::load(path) {
+            Ok(c) => (c, Some(path.to_path_buf())),
+            Err(e) => {
+                eprintln!("palisade: error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        match config::parse("", path) {
+            Ok(c) => (c, None),
+            Err(e) => {
+                eprintln!("palisade: error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut cfg = cfg;
+    if let Some(d) = data_dir {
+        cfg.store.data_dir = d;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("palisade: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = control::up::UpOptions {
+        config: cfg,
+        config_path,
+        dp_binary: args.dp,
+        no_dataplane: args.no_dataplane,
+    };
+    match rt.block_on(control::up::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: error: {}", control::error_chain(&e));
+            ExitCode::from(1)
+        }
     }
 }

@@ -130,7 +130,8 @@ pub fn declare_workload(
     if let Some((g, _)) = store.group(&w.group)? {
         w.mode = g.network_mode;
     }
-    events.extend(store.upsert_workload(&w, actor)?);
+    let w = w;
+    events.extend(store.upsert_workload(w.clone(), actor)?);
     Ok((w, events))
 }
 
@@ -165,6 +166,7 @@ pub fn bootstrap_admin(
     let pw = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
     let path = data_dir.join("admin-password");
     write_secret(&path, &format!("{pw}\n")).map_err(|source| StoreError::Io {
+        action: "write the generated admin password",
         path: path.clone(),
         source,
     })?;

@@ -21,7 +21,7 @@ use crate::dataplane::{DpNotice, Supervisor, SupervisorHandle, SupervisorOptions
 use crate::learn::{self, Context};
 use crate::model::{EventKind, NewEvent, Severity};
 use crate::service::{AdminPassword, Core, bootstrap_admin, now_ms};
-use crate::store::{Store, StoreSettings};
+use crate::store::Store;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -64,19 +64,17 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpError {
 pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     let cfg = &opts.config;
     let data_dir = cfg.store.data_dir.clone();
-    let store = Store::open(
-        &data_dir,
-        StoreSettings {
-            event_max_count: cfg.store.event_retention_count,
-            event_max_age_days: cfg.store.event_retention_days,
-        },
-    )?;
+    let store = Store::open(&data_dir, cfg.store.settings)?;
     let admin = bootstrap_admin(
         &store,
         &data_dir,
         std::env::var("PALISADE_ADMIN_PASSWORD").ok(),
     )?;
-    let core = Core::new(store, cfg.store.default_mode, crate::service::DEFAULT_TOKEN_TTL);
+    let core = Core::new(
+        store,
+        cfg.discovery.default_mode,
+        crate::service::DEFAULT_TOKEN_TTL,
+    );
     let _ = core
         .record(system(Severity::Info, "palisade started"))
         .await;
@@ -94,11 +92,20 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .await
         .map_err(io(format!("listen on {}", cfg.api.listen)))?;
     let addr = listener.local_addr().map_err(io("local address"))?;
-    let scheme = if cfg.api.tls.is_some() { "https" } else { "http" };
+    let scheme = if cfg.api.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!("palisade: API at {scheme}://{addr}");
     match &admin {
-        AdminPassword::Existing => println!("palisade: users exist already (data in {})", data_dir.display()),
-        AdminPassword::FromEnvironment => println!("palisade: user `admin`, password from PALISADE_ADMIN_PASSWORD"),
+        AdminPassword::Existing => println!(
+            "palisade: users exist already (data in {})",
+            data_dir.display()
+        ),
+        AdminPassword::FromEnvironment => {
+            println!("palisade: user `admin`, password from PALISADE_ADMIN_PASSWORD")
+        }
         AdminPassword::Generated(p) => println!(
             "palisade: user `admin`, generated password in {} (must be changed at first login)",
             p.display()
@@ -138,7 +145,9 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
                 .map_err(io("serve the API over TLS"))
         }
     };
-    let _ = core.record(system(Severity::Info, "palisade stopping")).await;
+    let _ = core
+        .record(system(Severity::Info, "palisade stopping"))
+        .await;
     if let Some(h) = dp {
         h.shutdown().await;
     }
@@ -160,7 +169,10 @@ fn system(severity: Severity, message: impl Into<String>) -> NewEvent {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers, run until killed.
         std::future::pending::<()>().await;
         return;
@@ -199,7 +211,10 @@ fn start_dataplane(opts: &UpOptions, core: &Arc<Core>) -> Result<SupervisorHandl
 pub async fn snapshot(core: &Core, generation: u64) -> Result<dataplane::policy::Policy, String> {
     let default_mode = core.default_mode;
     let (groups, rules, workloads) = core
-        .db(|s| Ok((s.groups()?, s.rules()?, s.workloads()?)))
+        .db(|s| {
+            let groups: Vec<_> = s.groups()?.into_iter().map(|(g, _)| g).collect();
+            Ok((groups, s.rules()?, s.workloads()?))
+        })
         .await
         .map_err(|e| e.message)?;
     let rules: Vec<_> = rules.into_iter().map(|(r, _)| r).collect();
@@ -234,7 +249,9 @@ async fn push_policy(core: Arc<Core>, dp: SupervisorHandle) {
                 tokio::spawn(async move {
                     match dp.set_policy(p).await {
                         Ok(g) => tracing::debug!(generation = g, "dataplane runs the policy"),
-                        Err(e) => tracing::warn!(error = %crate::error_chain(&e), "policy not applied"),
+                        Err(e) => {
+                            tracing::warn!(error = %crate::error_chain(&e), "policy not applied")
+                        }
                     }
                 });
             }

@@ -97,7 +97,14 @@ async fn health_is_open_everything_else_needs_a_token() {
     let api = Api::new();
     let (s, _, _) = api.call(Method::GET, "/healthz", None, None, &[]).await;
     assert_eq!(s, StatusCode::OK);
-    for path in ["/v1/groups", "/v1/rules", "/v1/events", "/v1/workloads", "/v1/users", "/v1/openapi.json"] {
+    for path in [
+        "/v1/groups",
+        "/v1/rules",
+        "/v1/events",
+        "/v1/workloads",
+        "/v1/users",
+        "/v1/openapi.json",
+    ] {
         let (s, v, _) = api.call(Method::GET, path, None, None, &[]).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(v["error"]["code"], "unauthorized");
@@ -110,32 +117,64 @@ async fn health_is_open_everything_else_needs_a_token() {
 async fn login_logout_and_throttling() {
     let api = Api::new();
     let t = api.login("admin", "admin-password-1").await;
-    let (s, _, _) = api.call(Method::GET, "/v1/groups", Some(&t), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/groups", Some(&t), None, &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _, _) = api.call(Method::DELETE, "/v1/auth", Some(&t), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::DELETE, "/v1/auth", Some(&t), None, &[])
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, _) = api.call(Method::GET, "/v1/groups", Some(&t), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/groups", Some(&t), None, &[])
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     for _ in 0..5 {
         let (s, v, _) = api
-            .call(Method::POST, "/v1/auth", None, Some(json!({"username": "reader", "password": "wrong-one"})), &[])
+            .call(
+                Method::POST,
+                "/v1/auth",
+                None,
+                Some(json!({"username": "reader", "password": "wrong-one"})),
+                &[],
+            )
             .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert_eq!(message(&v), "bad user name or password");
     }
     let (s, _, _) = api
-        .call(Method::POST, "/v1/auth", None, Some(json!({"username": "reader", "password": "wrong-one"})), &[])
+        .call(
+            Method::POST,
+            "/v1/auth",
+            None,
+            Some(json!({"username": "reader", "password": "wrong-one"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Now even the right password waits.
     let (s, v, h) = api
-        .call(Method::POST, "/v1/auth", None, Some(json!({"username": "reader", "password": "reader-password-1"})), &[])
+        .call(
+            Method::POST,
+            "/v1/auth",
+            None,
+            Some(json!({"username": "reader", "password": "reader-password-1"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     assert!(h.get(header::RETRY_AFTER).is_some());
     // Malformed bodies.
-    let (s, v, _) = api.call(Method::POST, "/v1/auth", None, Some(json!({"username": 1})), &[]).await;
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/auth",
+            None,
+            Some(json!({"username": 1})),
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["code"], "bad_body");
 }
@@ -146,12 +185,30 @@ async fn groups_crud_roles_etags_and_audit() {
     let admin = api.login("admin", "admin-password-1").await;
     let reader = api.login("reader", "reader-password-1").await;
     let body = json!({"name": "web", "criteria": [{"key": "image", "op": "=", "value": "nginx*"}]});
-    let (s, v, _) = api.call(Method::POST, "/v1/groups", Some(&reader), Some(body.clone()), &[]).await;
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&reader),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    let (s, v, _) = api.call(Method::POST, "/v1/groups", Some(&admin), Some(body.clone()), &[]).await;
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&admin),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["network_mode"], "discover");
-    let (s, v, _) = api.call(Method::POST, "/v1/groups", Some(&admin), Some(body), &[]).await;
+    let (s, v, _) = api
+        .call(Method::POST, "/v1/groups", Some(&admin), Some(body), &[])
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, v, _) = api
         .call(Method::POST, "/v1/groups", Some(&admin), Some(json!({"name": "bad", "criteria": [{"key": "address", "op": "=", "value": "nope"}]})), &[])
@@ -159,34 +216,77 @@ async fn groups_crud_roles_etags_and_audit() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message(&v).starts_with("criteria[0].value"), "{v}");
     let (s, v, _) = api
-        .call(Method::POST, "/v1/groups", Some(&admin), Some(json!({"name": "external"})), &[])
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "external"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 
-    let (s, _, h) = api.call(Method::GET, "/v1/groups/web", Some(&reader), None, &[]).await;
+    let (s, _, h) = api
+        .call(Method::GET, "/v1/groups/web", Some(&reader), None, &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
     let etag = h.get(header::ETAG).unwrap().to_str().unwrap().to_owned();
     let (s, v, h2) = api
-        .call(Method::PATCH, "/v1/groups/web", Some(&admin), Some(json!({"network_mode": "protect"})), &[("if-match", &etag)])
+        .call(
+            Method::PATCH,
+            "/v1/groups/web",
+            Some(&admin),
+            Some(json!({"network_mode": "protect"})),
+            &[("if-match", &etag)],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["network_mode"], "protect");
     assert_ne!(h2.get(header::ETAG).unwrap().to_str().unwrap(), etag);
     // A second operator with the old ETag is refused.
     let (s, v, _) = api
-        .call(Method::PATCH, "/v1/groups/web", Some(&admin), Some(json!({"network_mode": "monitor"})), &[("if-match", &etag)])
+        .call(
+            Method::PATCH,
+            "/v1/groups/web",
+            Some(&admin),
+            Some(json!({"network_mode": "monitor"})),
+            &[("if-match", &etag)],
+        )
         .await;
     assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{v}");
     assert_eq!(v["error"]["code"], "stale");
-    let (s, _, _) = api.call(Method::GET, "/v1/groups/nope", Some(&reader), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/groups/nope", Some(&reader), None, &[])
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // The change is in the audit log, with who did it.
-    let (s, v, _) = api.call(Method::GET, "/v1/events?kind=audit", Some(&reader), None, &[]).await;
+    let (s, v, _) = api
+        .call(
+            Method::GET,
+            "/v1/events?kind=audit",
+            Some(&reader),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let items = v["items"].as_array().unwrap();
-    assert!(items.iter().any(|e| e["actor"] == "admin" && e["message"].as_str().unwrap().contains("web")), "{v}");
-    let (s, v, _) = api.call(Method::GET, "/v1/events?kind=bogus", Some(&reader), None, &[]).await;
+    assert!(
+        items
+            .iter()
+            .any(|e| e["actor"] == "admin" && e["message"].as_str().unwrap().contains("web")),
+        "{v}"
+    );
+    let (s, v, _) = api
+        .call(
+            Method::GET,
+            "/v1/events?kind=bogus",
+            Some(&reader),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
 
@@ -196,35 +296,77 @@ async fn rules_validation_duplicates_and_group_in_use() {
     let admin = api.login("admin", "admin-password-1").await;
     for g in ["client", "server"] {
         let (s, v, _) = api
-            .call(Method::POST, "/v1/groups", Some(&admin), Some(json!({"name": g, "criteria": [{"key": "name", "op": "prefix", "value": g}]})), &[])
+            .call(
+                Method::POST,
+                "/v1/groups",
+                Some(&admin),
+                Some(json!({"name": g, "criteria": [{"key": "name", "op": "prefix", "value": g}]})),
+                &[],
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
     let rule = json!({"from": "client", "to": "server", "ports": ["tcp/80"], "apps": ["http"]});
-    let (s, v, _) = api.call(Method::POST, "/v1/rules", Some(&admin), Some(rule.clone()), &[]).await;
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/rules",
+            Some(&admin),
+            Some(rule.clone()),
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_u64().unwrap();
     assert!(id < 10_000);
-    let (s, v, _) = api.call(Method::POST, "/v1/rules", Some(&admin), Some(rule), &[]).await;
+    let (s, v, _) = api
+        .call(Method::POST, "/v1/rules", Some(&admin), Some(rule), &[])
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, v, _) = api
-        .call(Method::POST, "/v1/rules", Some(&admin), Some(json!({"from": "client", "to": "server", "ports": ["tcp/99999"]})), &[])
+        .call(
+            Method::POST,
+            "/v1/rules",
+            Some(&admin),
+            Some(json!({"from": "client", "to": "server", "ports": ["tcp/99999"]})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message(&v).contains("bad port spec"), "{v}");
     let (s, v, _) = api
-        .call(Method::POST, "/v1/rules", Some(&admin), Some(json!({"from": "ghost", "to": "server"})), &[])
+        .call(
+            Method::POST,
+            "/v1/rules",
+            Some(&admin),
+            Some(json!({"from": "ghost", "to": "server"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message(&v).contains("unknown group `ghost`"), "{v}");
-    let (s, v, _) = api.call(Method::DELETE, "/v1/groups/server", Some(&admin), None, &[]).await;
+    let (s, v, _) = api
+        .call(Method::DELETE, "/v1/groups/server", Some(&admin), None, &[])
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "in_use");
-    let (s, _, _) = api.call(Method::DELETE, &format!("/v1/rules/{id}"), Some(&admin), None, &[]).await;
+    let (s, _, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/rules/{id}"),
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, _) = api.call(Method::DELETE, "/v1/groups/server", Some(&admin), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::DELETE, "/v1/groups/server", Some(&admin), None, &[])
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, v, _) = api.call(Method::GET, "/v1/rules?limit=0", Some(&admin), None, &[]).await;
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/rules?limit=0", Some(&admin), None, &[])
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 }
 
@@ -233,31 +375,59 @@ async fn users_must_change_a_generated_password_first() {
     let api = Api::new();
     let admin = api.login("admin", "admin-password-1").await;
     let (s, v, _) = api
-        .call(Method::POST, "/v1/users", Some(&admin), Some(json!({"name": "bob", "password": "temporary-1", "role": "reader"})), &[])
+        .call(
+            Method::POST,
+            "/v1/users",
+            Some(&admin),
+            Some(json!({"name": "bob", "password": "temporary-1", "role": "reader"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["must_change_password"], true);
     let (s, v, _) = api
-        .call(Method::POST, "/v1/users", Some(&admin), Some(json!({"name": "eve", "password": "short", "role": "reader"})), &[])
+        .call(
+            Method::POST,
+            "/v1/users",
+            Some(&admin),
+            Some(json!({"name": "eve", "password": "short", "role": "reader"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let bob = api.login("bob", "temporary-1").await;
-    let (s, v, _) = api.call(Method::GET, "/v1/groups", Some(&bob), None, &[]).await;
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/groups", Some(&bob), None, &[])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "password_change_required");
     let (s, v, _) = api
-        .call(Method::PATCH, "/v1/users/bob", Some(&bob), Some(json!({"password": "bobs-own-password"})), &[])
+        .call(
+            Method::PATCH,
+            "/v1/users/bob",
+            Some(&bob),
+            Some(json!({"password": "bobs-own-password"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // The old session is revoked by the change.
-    let (s, _, _) = api.call(Method::GET, "/v1/groups", Some(&bob), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/groups", Some(&bob), None, &[])
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let bob = api.login("bob", "bobs-own-password").await;
-    let (s, _, _) = api.call(Method::GET, "/v1/groups", Some(&bob), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/groups", Some(&bob), None, &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _, _) = api.call(Method::GET, "/v1/users", Some(&bob), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/users", Some(&bob), None, &[])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, v, _) = api.call(Method::DELETE, "/v1/users/admin", Some(&admin), None, &[]).await;
+    let (s, v, _) = api
+        .call(Method::DELETE, "/v1/users/admin", Some(&admin), None, &[])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
 }
 
@@ -266,19 +436,37 @@ async fn api_keys_work_for_automation() {
     let api = Api::new();
     let admin = api.login("admin", "admin-password-1").await;
     let (s, v, _) = api
-        .call(Method::POST, "/v1/api-keys", Some(&admin), Some(json!({"name": "ci", "role": "reader"})), &[])
+        .call(
+            Method::POST,
+            "/v1/api-keys",
+            Some(&admin),
+            Some(json!({"name": "ci", "role": "reader"})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let key = v["secret"].as_str().unwrap().to_owned();
-    let (s, _, _) = api.call(Method::GET, "/v1/rules", Some(&key), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/rules", Some(&key), None, &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _, _) = api
-        .call(Method::POST, "/v1/groups", Some(&key), Some(json!({"name": "x", "criteria": [{"key": "name", "op": "=", "value": "x"}]})), &[])
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&key),
+            Some(json!({"name": "x", "criteria": [{"key": "name", "op": "=", "value": "x"}]})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _, _) = api.call(Method::DELETE, "/v1/api-keys/ci", Some(&admin), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::DELETE, "/v1/api-keys/ci", Some(&admin), None, &[])
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, _) = api.call(Method::GET, "/v1/rules", Some(&key), None, &[]).await;
+    let (s, _, _) = api
+        .call(Method::GET, "/v1/rules", Some(&key), None, &[])
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -287,24 +475,60 @@ async fn workloads_declared_get_an_auto_group_and_profiles_patch() {
     let api = Api::new();
     let admin = api.login("admin", "admin-password-1").await;
     let (s, v, _) = api
-        .call(Method::POST, "/v1/workloads", Some(&admin), Some(json!({"id": "c1", "name": "web-1", "image": "nginx:1.27", "ips": ["198.18.0.2"]})), &[])
+        .call(
+            Method::POST,
+            "/v1/workloads",
+            Some(&admin),
+            Some(
+                json!({"id": "c1", "name": "web-1", "image": "nginx:1.27", "ips": ["198.18.0.2"]}),
+            ),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["group"], "auto.nginx");
-    let (s, v, _) = api.call(Method::GET, "/v1/groups/auto.nginx", Some(&admin), None, &[]).await;
+    let (s, v, _) = api
+        .call(
+            Method::GET,
+            "/v1/groups/auto.nginx",
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["learned"], true);
     assert_eq!(v["members"], json!(["c1"]));
     let (s, v, _) = api
-        .call(Method::PATCH, "/v1/process-profiles/auto.nginx", Some(&admin), Some(json!({"add": [{"name": "nginx", "path": "/usr/sbin/nginx", "action": "allow"}]})), &[])
+        .call(
+            Method::PATCH,
+            "/v1/process-profiles/auto.nginx",
+            Some(&admin),
+            Some(json!({"add": [{"name": "nginx", "path": "/usr/sbin/nginx", "action": "allow"}]})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
     let (s, v, _) = api
-        .call(Method::PATCH, "/v1/file-rules/auto.nginx", Some(&admin), Some(json!({"add": [{"filter": "relative", "behavior": "block"}]})), &[])
+        .call(
+            Method::PATCH,
+            "/v1/file-rules/auto.nginx",
+            Some(&admin),
+            Some(json!({"add": [{"filter": "relative", "behavior": "block"}]})),
+            &[],
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let (s, _, _) = api.call(Method::GET, "/v1/process-profiles/nope", Some(&admin), None, &[]).await;
+    let (s, _, _) = api
+        .call(
+            Method::GET,
+            "/v1/process-profiles/nope",
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let _ = &api.core;
 }
@@ -313,13 +537,27 @@ async fn workloads_declared_get_an_auto_group_and_profiles_patch() {
 async fn openapi_lists_every_route() {
     let api = Api::new();
     let admin = api.login("admin", "admin-password-1").await;
-    let (s, v, _) = api.call(Method::GET, "/v1/openapi.json", Some(&admin), None, &[]).await;
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/openapi.json", Some(&admin), None, &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
     let paths = v["paths"].as_object().unwrap();
     for p in [
-        "/healthz", "/v1/auth", "/v1/users", "/v1/users/{name}", "/v1/api-keys", "/v1/groups",
-        "/v1/groups/{name}", "/v1/rules", "/v1/rules/{id}", "/v1/workloads", "/v1/workloads/{id}",
-        "/v1/process-profiles/{group}", "/v1/file-rules/{group}", "/v1/events", "/v1/events/stream",
+        "/healthz",
+        "/v1/auth",
+        "/v1/users",
+        "/v1/users/{name}",
+        "/v1/api-keys",
+        "/v1/groups",
+        "/v1/groups/{name}",
+        "/v1/rules",
+        "/v1/rules/{id}",
+        "/v1/workloads",
+        "/v1/workloads/{id}",
+        "/v1/process-profiles/{group}",
+        "/v1/file-rules/{group}",
+        "/v1/events",
+        "/v1/events/stream",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the spec");
     }

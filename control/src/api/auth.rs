@@ -76,7 +76,9 @@ impl FromRequestParts<AppState> for Pending {
             .core
             .db(move |store| {
                 if s.starts_with(crate::store::API_KEY_PREFIX) {
-                    Ok(store.api_key_role(&s)?.map(|(name, role)| (name, role, true, false)))
+                    Ok(store
+                        .api_key_role(&s)?
+                        .map(|(name, role)| (name, role, true, false)))
                 } else {
                     Ok(store
                         .token_user(&s)?
@@ -184,7 +186,10 @@ impl Throttle {
             return;
         };
         if st.len() >= MAX_ENTRIES {
-            let oldest = st.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone());
+            let oldest = st
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 st.remove(&k);
             }

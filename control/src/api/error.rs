@@ -206,7 +206,11 @@ where
     ) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
-            Err(r) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_path", r.body_text())),
+            Err(r) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                r.body_text(),
+            )),
         }
     }
 }

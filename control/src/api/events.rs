@@ -62,7 +62,7 @@ impl EventParams {
             since_ms: self.since_ms,
             until_ms: self.until_ms,
             after_id: self.after,
-            limit,
+            limit: u32::try_from(limit).unwrap_or(1000),
             newest_first: false,
         })
     }
@@ -126,7 +126,9 @@ pub async fn stream(
         let (items, _) = state.core.db(move |s| s.events(&q2)).await?;
         replay = items;
     }
-    let mut seen = replay.last().map_or(last.or(p.after).unwrap_or(0), |e| e.id);
+    let mut seen = replay
+        .last()
+        .map_or(last.or(p.after).unwrap_or(0), |e| e.id);
     let backlog = tokio_stream::iter(replay.into_iter().map(|e| Ok(sse(&e))));
     let live = BroadcastStream::new(rx).filter_map(move |r| match r {
         Ok(e) if e.id > seen && p.admits(&q, &e) => {
@@ -134,9 +136,12 @@ pub async fn stream(
             Some(Ok(sse(&e)))
         }
         Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(SseEvent::default()
-            .event("lagged")
-            .data(n.to_string()))),
+        Err(BroadcastStreamRecvError::Lagged(n)) => {
+            Some(Ok(SseEvent::default().event("lagged").data(n.to_string())))
+        }
     });
-    Ok(Sse::new(backlog.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(
+        Sse::new(backlog.chain(live))
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
 }

@@ -60,10 +60,18 @@ pub async fn list(
     _c: Caller,
     Params(q): Params<GroupQuery>,
 ) -> Result<Json<List<GroupView>>, ApiError> {
-    let mut groups = state.core.db(|s| s.groups()).await?;
+    let mut groups: Vec<Group> = state
+        .core
+        .db(|s| s.groups())
+        .await?
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     groups.retain(|g| {
-        q.prefix.as_ref().is_none_or(|p| g.name.starts_with(p.as_str()))
+        q.prefix
+            .as_ref()
+            .is_none_or(|p| g.name.starts_with(p.as_str()))
             && q.learned.is_none_or(|l| g.learned == l)
     });
     let lq = ListQuery {
@@ -122,10 +130,7 @@ pub async fn create(
     g.validate()?;
     let actor = c.actor();
     let g2 = g.clone();
-    let (version, ev) = state
-        .core
-        .db(move |s| s.create_group(&g2, &actor))
-        .await?;
+    let ((_, version), ev) = state.core.db(move |s| s.create_group(g2, &actor)).await?;
     state.core.publish([ev]);
     state.core.policy_changed();
     let view = members_of(&state, vec![g]).await?.pop();
@@ -222,9 +227,9 @@ pub async fn patch(
     let actor = c.actor();
     let g2 = g.clone();
     let n = name.clone();
-    let (version, ev) = state
+    let ((_, version), ev) = state
         .core
-        .db(move |s| s.update_group(&n, &g2, Some(version), &actor))
+        .db(move |s| s.update_group(&n, g2, Some(version), &actor))
         .await?;
     state.core.publish([ev]);
     state.core.policy_changed();

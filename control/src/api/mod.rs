@@ -11,12 +11,20 @@
 
 pub mod auth;
 pub mod error;
+// utoipa's `IntoParams` expansion names the params type by its full path.
+#[allow(unused_qualifications)]
 pub mod events;
+// utoipa's `IntoParams` expansion names the params type by its full path.
+#[allow(unused_qualifications)]
 pub mod groups;
 pub mod profiles;
+// utoipa's `IntoParams` expansion names the params type by its full path.
+#[allow(unused_qualifications)]
 pub mod rules;
 pub mod schema;
 pub mod users;
+// utoipa's `IntoParams` expansion names the params type by its full path.
+#[allow(unused_qualifications)]
 pub mod workloads;
 
 use std::sync::Arc;
@@ -131,7 +139,10 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let c = api.components.get_or_insert_with(Default::default);
-        c.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 

@@ -7,9 +7,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, Body, ErrorBody, PathParam};
-use super::AppState;
 use crate::model::{FileRule, ProcessEntry};
 
 /// A group's process profile.

@@ -101,7 +101,11 @@ fn apps(names: &[String]) -> Result<Vec<dataplane::dpi::App>, ApiError> {
             dataplane::dpi::App::from_name(n)
                 .filter(|a| *a != dataplane::dpi::App::Unknown)
                 .ok_or_else(|| {
-                    crate::model::Invalid::new(format!("apps[{i}]"), format!("unknown application `{n}`")).into()
+                    crate::model::Invalid::new(
+                        format!("apps[{i}]"),
+                        format!("unknown application `{n}`"),
+                    )
+                    .into()
                 })
         })
         .collect()
@@ -113,7 +117,7 @@ async fn check_groups(state: &AppState, rule: &Rule) -> Result<(), ApiError> {
         .db(|s| s.groups())
         .await?
         .into_iter()
-        .map(|g| g.name)
+        .map(|(g, _)| g.name)
         .collect();
     crate::model::validate_rule(rule, |g| groups.iter().any(|x| x == g))?;
     Ok(())
@@ -142,12 +146,16 @@ pub async fn create(
     if req.id == Some(0) {
         return Err(crate::model::Invalid::new("id", "0 is not a rule id").into());
     }
-    check_groups(&state, &Rule { id: 1, ..rule.clone() }).await?;
+    check_groups(
+        &state,
+        &Rule {
+            id: 1,
+            ..rule.clone()
+        },
+    )
+    .await?;
     let actor = c.actor();
-    let ((rule, version), ev) = state
-        .core
-        .db(move |s| s.create_rule(&rule, &actor))
-        .await?;
+    let ((rule, version), ev) = state.core.db(move |s| s.create_rule(rule, &actor)).await?;
     state.core.publish([ev]);
     state.core.policy_changed();
     Ok((StatusCode::CREATED, etag_response(version, Json(rule))).into_response())
@@ -234,9 +242,9 @@ pub async fn patch(
     check_groups(&state, &rule).await?;
     let actor = c.actor();
     let r2 = rule.clone();
-    let (version, ev) = state
+    let ((_, version), ev) = state
         .core
-        .db(move |s| s.update_rule(id, &r2, Some(expected), &actor))
+        .db(move |s| s.update_rule(id, r2, Some(expected), &actor))
         .await?;
     state.core.publish([ev]);
     state.core.policy_changed();

@@ -106,7 +106,9 @@ pub async fn patch(
         return Err(ApiError::forbidden("only admins change roles"));
     }
     if p.password.is_none() && p.role.is_none() {
-        return Err(ApiError::bad_request("nothing to change: give `password` and/or `role`"));
+        return Err(ApiError::bad_request(
+            "nothing to change: give `password` and/or `role`",
+        ));
     }
     let actor = c.actor();
     let n = name.clone();
@@ -189,7 +191,7 @@ pub async fn create_key(
 ) -> Result<Response, ApiError> {
     crate::model::validate_name("name", &req.name)?;
     let actor = c.actor();
-    let ((info, secret), ev) = state
+    let (crate::store::NewApiKey { info, secret }, ev) = state
         .core
         .db(move |s| s.create_api_key(&req.name, req.role, &actor))
         .await?;

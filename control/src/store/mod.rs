@@ -44,7 +44,7 @@ use crate::model::{Event, EventKind, Invalid, NewEvent, Severity};
 
 pub use events::EventQuery;
 pub use policy::PolicySnapshot;
-pub use users::{ApiKeyInfo, NewApiKey, TokenInfo};
+pub use users::{API_KEY_PREFIX, ApiKeyInfo, NewApiKey, TokenInfo};
 
 /// Database file name inside the data directory.
 pub const DB_FILE: &str = "palisade.db";

@@ -36,7 +36,7 @@ pub struct TokenInfo {
 }
 
 /// An API key as listed (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     /// Unique name.
     pub name: String,
