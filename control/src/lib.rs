@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod conversations;
 pub mod dataplane;
 pub mod learn;
 pub mod model;

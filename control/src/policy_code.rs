@@ -209,7 +209,7 @@ fn match_key(r: &Rule) -> MatchKey<'_> {
 }
 
 /// What a [`Change`] does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeOp {
     /// Only in the new document.
@@ -221,7 +221,19 @@ pub enum ChangeOp {
 }
 
 /// What a [`Change`] is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// A group, named by its name.
@@ -248,7 +260,7 @@ impl ChangeKind {
 
 /// One difference between two documents: `{"op", "kind", "name", "before", "after"}`;
 /// `before` is null for an add, `after` for a remove.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// Add, remove or change.
     pub op: ChangeOp,
@@ -258,9 +270,11 @@ pub struct Change {
     pub name: String,
     /// The current value (JSON), when there is one.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
     /// The new value (JSON), when there is one.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
 }
 

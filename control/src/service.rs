@@ -39,6 +39,8 @@ pub struct Core {
     pub requests: [AtomicU64; 3],
     /// The dataplane, once started.
     pub dp: std::sync::OnceLock<crate::dataplane::SupervisorHandle>,
+    /// The network graph from the dataplane's connection records.
+    pub conversations: std::sync::Mutex<crate::conversations::Conversations>,
 }
 
 impl Core {
@@ -56,6 +58,7 @@ impl Core {
             started: Instant::now(),
             requests: Default::default(),
             dp: std::sync::OnceLock::new(),
+            conversations: Default::default(),
         })
     }
 

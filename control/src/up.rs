@@ -285,6 +285,9 @@ async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
                     }
                     DpNotice::Event(ev) => {
                         if let dataplane::report::Event::Connection(c) = &ev {
+                            if let Ok(mut g) = core.conversations.lock() {
+                                g.add(c);
+                            }
                             records.push(c.clone());
                         }
                         if let Ok(p) = snapshot(&core, 0).await {

@@ -573,3 +573,181 @@ async fn openapi_lists_every_route() {
         "docs/openapi.json is out of date: run `PALISADE_UPDATE_OPENAPI=1 cargo test -p control --test api openapi`"
     );
 }
+
+async fn raw(
+    api: &Api,
+    method: Method,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: String,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn policy_export_import_dry_run_and_atomic_apply() {
+    let api = Api::new();
+    let admin = api.login("admin", "admin-password-1").await;
+    let reader = api.login("reader", "reader-password-1").await;
+    for g in ["a", "b"] {
+        let (s, v, _) = api
+            .call(
+                Method::POST,
+                "/v1/groups",
+                Some(&admin),
+                Some(json!({"name": g, "criteria": [{"key": "name", "op": "=", "value": g}]})),
+                &[],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/rules",
+            Some(&admin),
+            Some(json!({"id": 5, "from": "a", "to": "b", "ports": ["tcp/80"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, yaml) = raw(
+        &api,
+        Method::GET,
+        "/v1/policy/export",
+        &reader,
+        "text/plain",
+        String::new(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{yaml}");
+    assert!(yaml.contains("tcp/80"), "{yaml}");
+
+    // Same document back: nothing to do.
+    let (s, out) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &admin,
+        "application/yaml",
+        yaml.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, json!({"applied": false, "diff": []}));
+
+    // Readers cannot import.
+    let (s, _) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &reader,
+        "application/yaml",
+        yaml.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A change, dry run first: the diff, nothing applied.
+    let changed = yaml.replace("tcp/80", "tcp/8080");
+    let (s, out) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import?dry_run=true",
+        &admin,
+        "application/yaml",
+        changed.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["applied"], false);
+    assert_eq!(v["diff"][0]["op"], "change");
+    assert_eq!(v["diff"][0]["kind"], "rule");
+    assert_eq!(v["diff"][0]["name"], "5");
+    let (_, v, _) = api
+        .call(Method::GET, "/v1/rules/5", Some(&admin), None, &[])
+        .await;
+    assert_eq!(v["ports"], json!(["tcp/80"]));
+    let (s, out) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &admin,
+        "application/yaml",
+        changed,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{out}");
+    let (_, v, _) = api
+        .call(Method::GET, "/v1/rules/5", Some(&admin), None, &[])
+        .await;
+    assert_eq!(v["ports"], json!(["tcp/8080"]));
+
+    // An invalid document changes nothing and names every problem.
+    let bad = yaml.replace("to: b", "to: ghost");
+    let (s, out) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &admin,
+        "application/yaml",
+        bad,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    assert!(out.contains("ghost"), "{out}");
+    let (_, v, _) = api
+        .call(Method::GET, "/v1/rules/5", Some(&admin), None, &[])
+        .await;
+    assert_eq!(v["to"], "b");
+    let (s, _) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &admin,
+        "application/yaml",
+        "groups: [".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &admin,
+        "image/png",
+        yaml,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn stats_and_conversations_without_a_dataplane() {
+    let api = Api::new();
+    let reader = api.login("reader", "reader-password-1").await;
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/stats", Some(&reader), None, &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["dataplane_up"], false);
+    assert_eq!(v["dataplane_error"], "no dataplane attached");
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/conversations", Some(&reader), None, &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"nodes": [], "edges": []}));
+}

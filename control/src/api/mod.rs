@@ -17,11 +17,17 @@ pub mod events;
 // utoipa's `IntoParams` expansion names the params type by its full path.
 #[allow(unused_qualifications)]
 pub mod groups;
+// utoipa's `IntoParams` expansion names the params type by its full path.
+#[allow(unused_qualifications)]
+pub mod policy;
 pub mod profiles;
 // utoipa's `IntoParams` expansion names the params type by its full path.
 #[allow(unused_qualifications)]
 pub mod rules;
 pub mod schema;
+// utoipa's `IntoParams` expansion names the params type by its full path.
+#[allow(unused_qualifications)]
+pub mod system;
 pub mod users;
 // utoipa's `IntoParams` expansion names the params type by its full path.
 #[allow(unused_qualifications)]
@@ -150,7 +156,7 @@ impl Modify for Security {
 #[openapi(
     info(title = "Palisade API", description = "Zero-trust firewall for containers: groups, rules, workloads, events."),
     modifiers(&Security),
-    tags((name = "auth"), (name = "users"), (name = "groups"), (name = "rules"), (name = "workloads"), (name = "profiles"), (name = "events"), (name = "system"))
+    tags((name = "auth"), (name = "users"), (name = "groups"), (name = "rules"), (name = "workloads"), (name = "profiles"), (name = "events"), (name = "policy"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -172,14 +178,21 @@ fn parts(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(profiles::get_process, profiles::patch_process))
         .routes(routes!(profiles::get_files, profiles::patch_files))
         .routes(routes!(events::list))
+        .routes(routes!(policy::export))
+        .routes(routes!(system::stats))
+        .routes(routes!(system::conversations))
+        .layer(DefaultBodyLimit::max(1 << 20));
+    let import: OpenApiRouter<AppState> = OpenApiRouter::new()
+        .routes(routes!(policy::import))
+        .layer(DefaultBodyLimit::max(policy::MAX_IMPORT));
+    let streaming: OpenApiRouter<AppState> = OpenApiRouter::new().routes(routes!(events::stream));
+    let (router, mut api) = timed
+        .merge(import)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
-        ));
-    let streaming: OpenApiRouter<AppState> = OpenApiRouter::new().routes(routes!(events::stream));
-    let (router, mut api) = timed
+        ))
         .merge(streaming)
-        .layer(DefaultBodyLimit::max(1 << 20))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let spec = api.clone();
