@@ -28,6 +28,7 @@ use clap::Parser;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+mod control_run;
 mod policy_run;
 
 /// Benchmarks palisade-dp against dpdk-testpmd in the same run.
@@ -61,7 +62,9 @@ struct Cli {
     /// Scenarios to run (default: forward, null). Known: forward (memif -> null), null
     /// (null -> null), pipeline (the criterion micro-benchmarks in cycles, next to testpmd's),
     /// policy (the policy engine at 10 to 100k rules: established and new-flow cost, compile
-    /// time, swap latency in a running palisade-dp).
+    /// time, swap latency in a running palisade-dp), mode-change (a group's mode change
+    /// through the REST API until the dataplane runs it; needs `palisade` next to
+    /// `palisade-dp`).
     scenarios: Vec<String>,
 }
 
@@ -583,6 +586,7 @@ fn main() -> ExitCode {
         pipeline: None,
         policy: None,
     };
+    let mut mode_change = None;
     for s in &wanted {
         let res = match s.as_str() {
             "forward" => run_forward(&cli, Source::Memif),
@@ -613,8 +617,26 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 }
             }
+            "mode-change" => {
+                let tag = format!("pb{}", std::process::id());
+                let changes = if cli.quick { 5 } else { 30 };
+                match dp_path(&cli).and_then(|dp| {
+                    let palisade = dp.with_file_name("palisade");
+                    control_run::run(&palisade, &dp, &tag, changes)
+                }) {
+                    Ok(m) => {
+                        println!(
+                            "mode change -> dataplane: median {:.1} ms, max {:.1} ms over {} changes (goal {:.0} ms)",
+                            m.median_ms, m.max_ms, m.changes, m.goal_ms
+                        );
+                        mode_change = Some(m);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, null, pipeline, policy"
+                "unknown scenario `{other}`; known: forward, null, pipeline, policy, mode-change"
             )),
         };
         match res {
@@ -669,10 +691,23 @@ fn main() -> ExitCode {
     if let Some(p) = &report.policy {
         policy_run::print(p);
     }
+    let mut json = match serde_json::to_value(&report) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("palisade-bench: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let (Some(m), Some(obj)) = (&mode_change, json.as_object_mut()) {
+        obj.insert(
+            "mode_change".into(),
+            serde_json::to_value(m).unwrap_or_default(),
+        );
+    }
     if let Some(parent) = cli.out.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    match serde_json::to_string_pretty(&report) {
+    match serde_json::to_string_pretty(&json) {
         Ok(j) => {
             if let Err(e) = std::fs::write(&cli.out, j + "\n") {
                 eprintln!(

@@ -29,8 +29,8 @@ pub struct GroupView {
 pub struct GroupQuery {
     /// Page size (1-1000, default 100).
     pub limit: Option<usize>,
-    /// Cursor from the previous page's `next`.
-    pub cursor: Option<String>,
+    /// Cursor: the previous page's `next`.
+    pub after: Option<String>,
     /// Only groups whose name starts with this.
     pub prefix: Option<String>,
     /// Only learned (auto) groups, or only user groups.
@@ -76,7 +76,7 @@ pub async fn list(
     });
     let lq = ListQuery {
         limit: q.limit,
-        cursor: q.cursor,
+        cursor: q.after,
     };
     let (items, next) = page(groups, &lq, |g| g.name.clone())?;
     Ok(Json(List {
@@ -106,6 +106,9 @@ pub struct NewGroup {
     /// Free text.
     #[serde(default)]
     pub comment: String,
+    /// Must be false: learned (auto) groups come from workloads.
+    #[serde(default)]
+    pub learned: bool,
 }
 
 /// Creates a user group.
@@ -117,6 +120,13 @@ pub async fn create(
     Admin(c): Admin,
     Body(req): Body<NewGroup>,
 ) -> Result<Response, ApiError> {
+    if req.learned {
+        return Err(crate::model::Invalid::new(
+            "learned",
+            "auto groups are created from workloads, not through the API",
+        )
+        .into());
+    }
     let d = state.core.default_mode;
     let g = Group {
         name: req.name,

@@ -19,8 +19,8 @@ use crate::model::{Action, PortSpec, Rule};
 pub struct RuleQuery {
     /// Page size (1-1000, default 100).
     pub limit: Option<usize>,
-    /// Cursor from the previous page's `next`.
-    pub cursor: Option<String>,
+    /// Cursor: the previous page's `next`.
+    pub after: Option<String>,
     /// Rules from this group.
     pub from: Option<String>,
     /// Rules to this group.
@@ -55,7 +55,7 @@ pub async fn list(
     });
     let lq = ListQuery {
         limit: q.limit,
-        cursor: q.cursor,
+        cursor: q.after,
     };
     // The cursor is the position in evaluation order, zero-padded so it sorts.
     let (items, next) = page(rules, &lq, |(i, _)| format!("{i:010}"))?;

@@ -19,8 +19,8 @@ use crate::model::{Workload, WorkloadSource, auto_group};
 pub struct WorkloadQuery {
     /// Page size (1-1000, default 100).
     pub limit: Option<usize>,
-    /// Cursor from the previous page's `next`.
-    pub cursor: Option<String>,
+    /// Cursor: the previous page's `next`.
+    pub after: Option<String>,
     /// Only this group's workloads.
     pub group: Option<String>,
 }
@@ -40,7 +40,7 @@ pub async fn list(
         all,
         &ListQuery {
             limit: q.limit,
-            cursor: q.cursor,
+            cursor: q.after,
         },
         |w| w.id.clone(),
     )?;
