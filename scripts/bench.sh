@@ -6,14 +6,16 @@
 #                                              (null -> null, no generator), pipeline
 #                                              (criterion micro-benchmarks in cycles, next to
 #                                              testpmd's), policy (policy engine at 10 to 100k
-#                                              rules, swap latency in palisade-dp); default: all
+#                                              rules, swap latency in palisade-dp), mode-change
+#                                              (REST mode change until the dataplane runs it);
+#                                              default: all
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-cargo build --release --locked -p dataplane --bin palisade-dp -p bench --bin palisade-bench
+cargo build --release --locked -p dataplane --bin palisade-dp -p bench --bin palisade-bench -p control --bin palisade
 # Scenario names are the arguments that are neither flags nor a flag's value.
 scenarios=()
 skip=0
@@ -31,6 +33,6 @@ if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; the
   cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
 fi
 if ((${#scenarios[@]} == 0)); then
-  set -- "$@" forward null pipeline policy
+  set -- "$@" forward null pipeline policy mode-change
 fi
 exec target/release/palisade-bench --dp target/release/palisade-dp "$@"

@@ -161,7 +161,9 @@ pub fn run(
                     break;
                 }
                 if t.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("mode change {i} did not reach the dataplane in 10 s"));
+                    return Err(format!(
+                        "mode change {i} did not reach the dataplane in 10 s"
+                    ));
                 }
             }
             let took = t.elapsed().as_secs_f64() * 1e3;
