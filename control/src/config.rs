@@ -32,6 +32,8 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     /// `[discovery]`.
     pub discovery: DiscoveryConfig,
+    /// `[[workload]]`: workloads declared in the file (until discovery finds containers).
+    pub workloads: Vec<crate::model::Workload>,
 }
 
 /// `[discovery]`.
@@ -87,6 +89,8 @@ struct RawConfig {
     dataplane: Option<RawDataplane>,
     #[serde(default)]
     discovery: RawDiscovery,
+    #[serde(default)]
+    workload: Vec<Spanned<crate::model::Workload>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,11 +154,30 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             }
         },
     };
+    let mut workloads = Vec::with_capacity(raw.workload.len());
+    for w in raw.workload {
+        let span = w.span();
+        let mut w = w.into_inner();
+        if w.group.is_empty() {
+            w.group = crate::model::auto_group(&w.image, &w.labels);
+        }
+        w.source = crate::model::WorkloadSource::Config;
+        w.validate()
+            .map_err(|e| src.error(span.clone(), format!("workload: {e}")))?;
+        if workloads
+            .iter()
+            .any(|x: &crate::model::Workload| x.id == w.id)
+        {
+            return Err(src.error(span, format!("workload `{}` is declared twice", w.id)));
+        }
+        workloads.push(w);
+    }
     Ok(Config {
         api,
         store,
         dataplane,
         discovery: DiscoveryConfig { default_mode },
+        workloads,
     })
 }
 

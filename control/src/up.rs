@@ -78,6 +78,7 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     let _ = core
         .record(system(Severity::Info, "palisade started"))
         .await;
+    declare_configured(&core, &cfg.workloads).await?;
 
     let dp = if opts.no_dataplane {
         None
@@ -152,6 +153,39 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         h.shutdown().await;
     }
     served
+}
+
+/// Declares the configuration file's workloads and removes those it declared before but no
+/// longer does.
+async fn declare_configured(
+    core: &Arc<Core>,
+    workloads: &[crate::model::Workload],
+) -> Result<(), UpError> {
+    let mode = core.default_mode;
+    let wanted = workloads.to_vec();
+    let events = core
+        .db(move |s| {
+            let mut events = Vec::new();
+            for w in s.workloads()? {
+                if w.source == crate::model::WorkloadSource::Config
+                    && !wanted.iter().any(|x| x.id == w.id)
+                {
+                    events.extend(s.remove_workload(&w.id, "config")?);
+                }
+            }
+            for w in wanted {
+                let (_, evs) = crate::service::declare_workload(s, w, mode, "config")?;
+                events.extend(evs);
+            }
+            Ok(events)
+        })
+        .await
+        .map_err(|e| UpError::Io {
+            what: format!("declare the configured workloads: {}", e.message),
+            source: std::io::Error::other("store"),
+        })?;
+    core.publish(events);
+    Ok(())
 }
 
 fn system(severity: Severity, message: impl Into<String>) -> NewEvent {
