@@ -23,6 +23,9 @@ use crate::model::{EventKind, NewEvent, Severity};
 use crate::service::{AdminPassword, Core, bootstrap_admin, now_ms};
 use crate::store::Store;
 
+/// How long requests in flight (and event streams) get after SIGINT/SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -116,11 +119,29 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     })
     .into_make_service_with_connect_info::<SocketAddr>();
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let served = match &cfg.api.tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io("serve the API")),
+        // Graceful shutdown waits for every open connection, and an event stream (SSE) never
+        // ends by itself: after SHUTDOWN_GRACE the rest is cut.
+        None => tokio::select! {
+            r = axum::serve(listener, router).with_graceful_shutdown(stopped(stop_rx.clone())) => {
+                r.map_err(io("serve the API"))
+            }
+            () = async {
+                stopped(stop_rx.clone()).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::info!(grace = ?SHUTDOWN_GRACE, "closing the connections still open (event streams)");
+                Ok(())
+            }
+        },
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let rc = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
@@ -133,8 +154,8 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
             let handle = axum_server::Handle::new();
             let h2 = handle.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
-                h2.graceful_shutdown(Some(Duration::from_secs(5)));
+                stopped(stop_rx).await;
+                h2.graceful_shutdown(Some(SHUTDOWN_GRACE));
             });
             let std_listener = listener.into_std().map_err(io("listener"))?;
             axum_server::from_tcp_rustls(std_listener, rc)
