@@ -35,12 +35,19 @@ const PASSWORD: &str = "e2e-Secret-pw-1";
 // answers are never chunked, and a streamed body is plain text until the server closes).
 
 /// Status and JSON body (`Null` when empty, a string when not JSON).
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -110,7 +117,11 @@ impl Api {
         let mut after = 0;
         loop {
             let v = self.call("GET", &format!("/v1/events?limit=1000&after={after}"), None);
-            if let Some(id) = v["items"].as_array().and_then(|a| a.last()).and_then(|e| e["id"].as_i64()) {
+            if let Some(id) = v["items"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|e| e["id"].as_i64())
+            {
                 after = id;
             }
             if v["next"].is_null() {
@@ -124,10 +135,11 @@ impl Api {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let evs = self.items(&format!("/v1/events?kind=system&after={after}&limit=1000"));
-            if evs
-                .iter()
-                .any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("dataplane up")))
-            {
+            if evs.iter().any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("dataplane up"))
+            }) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -236,10 +248,18 @@ impl Up {
             {
                 return;
             }
-            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("palisade up exited early ({st}):\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "palisade up not serving in {timeout:?}:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "palisade up not serving in {timeout:?}:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -251,7 +271,11 @@ impl Up {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", c.id())) {
             for t in tasks.flatten() {
                 if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(s.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw));
+                    out.extend(
+                        s.split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .map(Pid::from_raw),
+                    );
                 }
             }
         }
@@ -268,7 +292,11 @@ impl Up {
                 self.child = None;
                 return st;
             }
-            assert!(Instant::now() < deadline, "palisade up ignored SIGTERM for {timeout:?}:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "palisade up ignored SIGTERM for {timeout:?}:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -291,7 +319,11 @@ impl Drop for Up {
             }
         }
         if std::thread::panicking() {
-            eprintln!("--- palisade up log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- palisade up log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -323,7 +355,8 @@ fn serve(ns: &Netns) {
                 });
             }
         });
-        rx.recv_timeout(Duration::from_secs(5)).expect("echo server");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("echo server");
     }
 }
 
@@ -331,7 +364,8 @@ fn serve(ns: &Netns) {
 fn talk(ns: &Netns, port: u16) -> Result<(), ErrorKind> {
     ns.run(move || {
         let addr: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.kind())?;
+        let mut s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.kind())?;
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s.write_all(b"ping\n").map_err(|e| e.kind())?;
         let mut buf = [0u8; 5];
@@ -369,7 +403,10 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
     let ns_s = Netns::new("ctl-s");
     let vc = Veth::new(&ns_c, "pcc", &format!("{CLIENT}/24"));
     let vs = Veth::new(&ns_s, "pcs", &format!("{SERVER}/24"));
-    let dir = tempfile::Builder::new().prefix("palisade-up-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("palisade-up-")
+        .tempdir()
+        .unwrap();
     let addr = free_port();
     std::fs::write(
         dir.path().join("palisade.toml"),
@@ -470,7 +507,12 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
         );
         assert_eq!(v["network_mode"], "protect", "{v}");
     }
-    talk_until(&ns_c, 5002, Err(ErrorKind::ConnectionRefused), Duration::from_secs(20));
+    talk_until(
+        &ns_c,
+        5002,
+        Err(ErrorKind::ConnectionRefused),
+        Duration::from_secs(20),
+    );
     assert_eq!(talk(&ns_c, 5001), Ok(()), "the learned rule allows 5001");
     let is_5002 = |e: &Value| {
         e["details"]["server"]["addr"]
@@ -491,7 +533,10 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
     assert_eq!(listed["details"]["verdict"], "denied", "{listed}");
     assert_eq!(listed["details"]["mode"], "protect", "{listed}");
     assert!(
-        listed["message"].as_str().unwrap().contains("[auto.client] -> 198.18.0.2:5002 [auto.server]"),
+        listed["message"]
+            .as_str()
+            .unwrap()
+            .contains("[auto.client] -> 198.18.0.2:5002 [auto.server]"),
         "{listed}"
     );
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -539,8 +584,17 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
     assert_eq!(groups2, groups);
     assert_eq!(learned_rules(&api), rules);
     assert_eq!(api.items("/v1/workloads"), workloads);
-    talk_until(&ns_c, 5002, Err(ErrorKind::ConnectionRefused), Duration::from_secs(30));
-    assert_eq!(talk(&ns_c, 5001), Ok(()), "the learned rule still allows 5001");
+    talk_until(
+        &ns_c,
+        5002,
+        Err(ErrorKind::ConnectionRefused),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        talk(&ns_c, 5001),
+        Ok(()),
+        "the learned rule still allows 5001"
+    );
     assert_eq!(talk(&ns_c, 5002), Err(ErrorKind::ConnectionRefused));
 
     drop(up2);

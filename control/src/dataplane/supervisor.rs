@@ -29,8 +29,8 @@
 //! shuts the supervisor down like [`SupervisorHandle::shutdown`].
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
