@@ -38,6 +38,8 @@ pub struct UpOptions {
     pub dp_binary: Option<PathBuf>,
     /// Serve the API without a dataplane (no enforcement).
     pub no_dataplane: bool,
+    /// Build the demo topology ([`crate::demo`]) and run the dataplane on its ports.
+    pub demo: bool,
 }
 
 /// Why `up` stopped.
@@ -46,6 +48,9 @@ pub enum UpError {
     /// The store.
     #[error("store")]
     Store(#[from] crate::store::StoreError),
+    /// The demo topology.
+    #[error("demo topology")]
+    Demo(#[from] crate::demo::DemoError),
     /// Files, sockets.
     #[error("{what}")]
     Io {
@@ -82,10 +87,30 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .record(system(Severity::Info, "palisade started"))
         .await;
 
+    let mut demo = None;
+    if opts.demo {
+        let d = crate::demo::Demo::start(&data_dir, opts.config_path.as_deref())?;
+        for w in crate::demo::Demo::workloads() {
+            let mode = core.default_mode;
+            let (_, events) = core
+                .db(move |s| crate::service::declare_workload(s, w, mode, "demo"))
+                .await
+                .map_err(|e| UpError::Io {
+                    what: "declare the demo workloads".into(),
+                    source: std::io::Error::other(e.message),
+                })?;
+            core.publish(events);
+        }
+        for line in crate::demo::Demo::describe() {
+            println!("palisade: demo: {line}");
+        }
+        demo = Some(d);
+    }
     let dp = if opts.no_dataplane {
         None
     } else {
-        Some(start_dataplane(&opts, &core)?)
+        let dp_config = demo.as_ref().map(|d| d.config_path().to_path_buf());
+        Some(start_dataplane(&opts, &core, dp_config)?)
     };
     if let Some(h) = &dp {
         let _ = core.dp.set(h.clone());
@@ -172,6 +197,10 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     if let Some(h) = dp {
         h.shutdown().await;
     }
+    // The dataplane let go of the demo's veths: remove them.
+    if let Some(mut d) = demo {
+        d.teardown();
+    }
     served
 }
 
@@ -204,14 +233,18 @@ async fn shutdown_signal() {
     }
 }
 
-fn start_dataplane(opts: &UpOptions, core: &Arc<Core>) -> Result<SupervisorHandle, UpError> {
+fn start_dataplane(
+    opts: &UpOptions,
+    core: &Arc<Core>,
+    config_override: Option<PathBuf>,
+) -> Result<SupervisorHandle, UpError> {
     let bin = match &opts.dp_binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()
             .map_err(io("find this executable"))?
             .with_file_name("palisade-dp"),
     };
-    let config_path = match &opts.config_path {
+    let config_path = match config_override.as_ref().or(opts.config_path.as_ref()) {
         Some(p) => p.clone(),
         None => {
             // Embedded defaults: an empty file is every default.
