@@ -322,6 +322,8 @@ async fn push_policy(core: Arc<Core>, dp: SupervisorHandle) {
 async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
     let mut records = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut revs = core.policy_watch();
+    let mut ctx: Option<(u64, Context)> = None;
     loop {
         tokio::select! {
             n = notices.recv() => {
@@ -339,13 +341,23 @@ async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
                     }
                     DpNotice::Event(ev) => {
                         if let dataplane::report::Event::Connection(c) = &ev {
+                            // Learning only; no event of its own.
                             records.push(c.clone());
+                            continue;
                         }
-                        if let Ok(p) = snapshot(&core, 0).await {
-                            let ctx = Context::from_policy(&p);
-                            if let Some(e) = events::from_dataplane(&ev, &ctx, now_ms()) {
-                                let _ = core.record(e).await;
+                        // The endpoints' context, rebuilt from the store only when the policy
+                        // changed since (not for every event).
+                        let rev = *revs.borrow_and_update();
+                        if ctx.as_ref().is_none_or(|(r, _)| *r != rev) {
+                            match snapshot(&core, 0).await {
+                                Ok(p) => ctx = Some((rev, Context::from_policy(&p))),
+                                Err(e) => tracing::warn!(error = %e, "cannot resolve dataplane events"),
                             }
+                        }
+                        if let Some((_, c)) = &ctx
+                            && let Some(e) = events::from_dataplane(&ev, c, now_ms())
+                        {
+                            let _ = core.record(e).await;
                         }
                     }
                 }
