@@ -430,3 +430,53 @@ fn every(stop: &AtomicBool, period: Duration, mut f: impl FnMut()) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_dataplane_config_keeps_the_base_section_and_has_the_demo_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("palisade.toml");
+        std::fs::write(
+            &base,
+            "[api]\nlisten = \"127.0.0.1:1\"\n[dataplane]\nfile_prefix = \"demo-x\"\nsessions = 4096\n\
+             [[dataplane.port]]\nname = \"mine\"\nkind = \"null\"\n\
+             [[dataplane.port]]\nname = \"mine2\"\nkind = \"null\"\n\
+             [[dataplane.pair]]\nports = [\"mine\", \"mine2\"]\n",
+        )
+        .unwrap();
+        let out = dir.path().join("dataplane-demo.toml");
+        dataplane_config(Some(&base), &out).unwrap();
+        let c = crate::config::load(&out).unwrap();
+        assert_eq!(c.dataplane.file_prefix, "demo-x");
+        assert_eq!(c.dataplane.sessions, 4096);
+        let names: Vec<&str> = c.dataplane.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["pal-demo-c0", "pal-demo-w0", "pal-demo-w1", "pal-demo-d0"]
+        );
+        assert_eq!(c.dataplane.pairs, [[0, 1], [2, 3]]);
+        // The API section is not the dataplane's business.
+        assert!(!std::fs::read_to_string(&out).unwrap().contains("[api]"));
+
+        // Embedded defaults: only the demo's ports.
+        dataplane_config(None, &out).unwrap();
+        let c = crate::config::load(&out).unwrap();
+        assert_eq!(c.dataplane.ports.len(), 4);
+        assert_eq!(c.dataplane.file_prefix, "palisade");
+    }
+
+    #[test]
+    fn the_demo_workloads_are_valid_and_named_after_their_namespaces() {
+        let ws = Demo::workloads();
+        let groups: Vec<&str> = ws.iter().map(|w| w.group.as_str()).collect();
+        assert_eq!(groups, ["auto.client", "auto.web", "auto.db"]);
+        for w in &ws {
+            w.validate().unwrap();
+            assert!(w.id.starts_with("pal-demo-"));
+        }
+        assert_eq!(ws[1].ips.len(), 2);
+    }
+}
