@@ -85,6 +85,11 @@ pub struct UpArgs {
     /// Serve the API without starting a dataplane (nothing is enforced).
     #[arg(long)]
     pub no_dataplane: bool,
+    /// Build a demo topology on this host first: namespaces pal-demo-client, pal-demo-web and
+    /// pal-demo-db joined through the dataplane (its ports replace the configured ones), their
+    /// workloads declared and some background traffic; removed again on SIGINT/SIGTERM.
+    #[arg(long, conflicts_with = "no_dataplane")]
+    pub demo: bool,
 }
 
 /// The API client commands, one subcommand each (flattened into [`Command`]).

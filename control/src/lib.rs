@@ -1,13 +1,14 @@
 //! `palisade`, the control process and CLI: the REST API ([`api`]) over the store
 //! ([`store`]), the shared core ([`service`]), the domain model ([`model`]), the dataplane
 //! supervisor ([`dataplane`]) and what it feeds ([`policy`], [`learn`]), `palisade up`
-//! ([`up`]) and the whole configuration file ([`config`]).
+//! ([`up`]) with its demo topology ([`demo`]) and the whole configuration file ([`config`]).
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod conversations;
 pub mod dataplane;
+pub mod demo;
 pub mod learn;
 pub mod model;
 pub mod policy;

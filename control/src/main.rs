@@ -93,6 +93,7 @@ fn up(
         config_path,
         dp_binary: args.dp,
         no_dataplane: args.no_dataplane,
+        demo: args.demo,
     };
     match rt.block_on(control::up::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,9 @@ use crate::model::{EventKind, NewEvent, Severity};
 use crate::service::{AdminPassword, Core, bootstrap_admin, now_ms};
 use crate::store::Store;
 
+/// How long requests in flight (and event streams) get after SIGINT/SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -35,6 +38,8 @@ pub struct UpOptions {
     pub dp_binary: Option<PathBuf>,
     /// Serve the API without a dataplane (no enforcement).
     pub no_dataplane: bool,
+    /// Build the demo topology ([`crate::demo`]) and run the dataplane on its ports.
+    pub demo: bool,
 }
 
 /// Why `up` stopped.
@@ -43,6 +48,9 @@ pub enum UpError {
     /// The store.
     #[error("store")]
     Store(#[from] crate::store::StoreError),
+    /// The demo topology.
+    #[error("demo topology")]
+    Demo(#[from] crate::demo::DemoError),
     /// Files, sockets.
     #[error("{what}")]
     Io {
@@ -80,10 +88,30 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .await;
     declare_configured(&core, &cfg.workloads).await?;
 
+    let mut demo = None;
+    if opts.demo {
+        let d = crate::demo::Demo::start(&data_dir, opts.config_path.as_deref())?;
+        for w in crate::demo::Demo::workloads() {
+            let mode = core.default_mode;
+            let (_, events) = core
+                .db(move |s| crate::service::declare_workload(s, w, mode, "demo"))
+                .await
+                .map_err(|e| UpError::Io {
+                    what: "declare the demo workloads".into(),
+                    source: std::io::Error::other(e.message),
+                })?;
+            core.publish(events);
+        }
+        for line in crate::demo::Demo::describe() {
+            println!("palisade: demo: {line}");
+        }
+        demo = Some(d);
+    }
     let dp = if opts.no_dataplane {
         None
     } else {
-        Some(start_dataplane(&opts, &core)?)
+        let dp_config = demo.as_ref().map(|d| d.config_path().to_path_buf());
+        Some(start_dataplane(&opts, &core, dp_config)?)
     };
     if let Some(h) = &dp {
         let _ = core.dp.set(h.clone());
@@ -117,11 +145,29 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     })
     .into_make_service_with_connect_info::<SocketAddr>();
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let served = match &cfg.api.tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io("serve the API")),
+        // Graceful shutdown waits for every open connection, and an event stream (SSE) never
+        // ends by itself: after SHUTDOWN_GRACE the rest is cut.
+        None => tokio::select! {
+            r = axum::serve(listener, router).with_graceful_shutdown(stopped(stop_rx.clone())) => {
+                r.map_err(io("serve the API"))
+            }
+            () = async {
+                stopped(stop_rx.clone()).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::info!(grace = ?SHUTDOWN_GRACE, "closing the connections still open (event streams)");
+                Ok(())
+            }
+        },
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let rc = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
@@ -134,8 +180,8 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
             let handle = axum_server::Handle::new();
             let h2 = handle.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
-                h2.graceful_shutdown(Some(Duration::from_secs(5)));
+                stopped(stop_rx).await;
+                h2.graceful_shutdown(Some(SHUTDOWN_GRACE));
             });
             let std_listener = listener.into_std().map_err(io("listener"))?;
             axum_server::from_tcp_rustls(std_listener, rc)
@@ -151,6 +197,10 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .await;
     if let Some(h) = dp {
         h.shutdown().await;
+    }
+    // The dataplane let go of the demo's veths: remove them.
+    if let Some(mut d) = demo {
+        d.teardown();
     }
     served
 }
@@ -217,14 +267,18 @@ async fn shutdown_signal() {
     }
 }
 
-fn start_dataplane(opts: &UpOptions, core: &Arc<Core>) -> Result<SupervisorHandle, UpError> {
+fn start_dataplane(
+    opts: &UpOptions,
+    core: &Arc<Core>,
+    config_override: Option<PathBuf>,
+) -> Result<SupervisorHandle, UpError> {
     let bin = match &opts.dp_binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()
             .map_err(io("find this executable"))?
             .with_file_name("palisade-dp"),
     };
-    let config_path = match &opts.config_path {
+    let config_path = match config_override.as_ref().or(opts.config_path.as_ref()) {
         Some(p) => p.clone(),
         None => {
             // Embedded defaults: an empty file is every default.
@@ -302,6 +356,8 @@ async fn push_policy(core: Arc<Core>, dp: SupervisorHandle) {
 async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
     let mut records = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut revs = core.policy_watch();
+    let mut ctx: Option<(u64, Context)> = None;
     loop {
         tokio::select! {
             n = notices.recv() => {
@@ -319,16 +375,26 @@ async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
                     }
                     DpNotice::Event(ev) => {
                         if let dataplane::report::Event::Connection(c) = &ev {
+                            // The graph and learning; no event of its own.
                             if let Ok(mut g) = core.conversations.lock() {
                                 g.add(c);
                             }
                             records.push(c.clone());
+                            continue;
                         }
-                        if let Ok(p) = snapshot(&core, 0).await {
-                            let ctx = Context::from_policy(&p);
-                            if let Some(e) = events::from_dataplane(&ev, &ctx, now_ms()) {
-                                let _ = core.record(e).await;
+                        // The endpoints' context, rebuilt from the store only when the policy
+                        // changed since (not for every event).
+                        let rev = *revs.borrow_and_update();
+                        if ctx.as_ref().is_none_or(|(r, _)| *r != rev) {
+                            match snapshot(&core, 0).await {
+                                Ok(p) => ctx = Some((rev, Context::from_policy(&p))),
+                                Err(e) => tracing::warn!(error = %e, "cannot resolve dataplane events"),
                             }
+                        }
+                        if let Some((_, c)) = &ctx
+                            && let Some(e) = events::from_dataplane(&ev, c, now_ms())
+                        {
+                            let _ = core.record(e).await;
                         }
                     }
                 }

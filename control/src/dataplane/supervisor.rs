@@ -29,6 +29,7 @@
 //! shuts the supervisor down like [`SupervisorHandle::shutdown`].
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -376,6 +377,10 @@ impl Runner {
             .arg("--config")
             .arg(&self.opts.config_path)
             // RUST_LOG and the rest of the environment are inherited.
+            // Its own process group: a terminal's Ctrl-C reaches `palisade`, which stops the
+            // dataplane in order, instead of killing both at once (and the supervisor seeing
+            // a crash to restart from while it shuts down).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
