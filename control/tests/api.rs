@@ -751,3 +751,208 @@ async fn stats_and_conversations_without_a_dataplane() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v, json!({"nodes": [], "edges": []}));
 }
+
+/// Every route: without a token 401; every change as a reader 403; every read as a reader
+/// not 401/403 (except users and API keys, admin only).
+#[tokio::test]
+async fn every_route_enforces_authentication_and_roles() {
+    let api = Api::new();
+    let reader = api.login("reader", "reader-password-1").await;
+    let g = json!({"name": "x1", "criteria": [{"key": "name", "op": "=", "value": "x"}]});
+    let changes: Vec<(Method, &str, Option<Value>)> = vec![
+        (
+            Method::POST,
+            "/v1/users",
+            Some(json!({"name": "u", "password": "password-1", "role": "reader"})),
+        ),
+        (Method::DELETE, "/v1/users/admin", None),
+        (
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "k", "role": "reader"})),
+        ),
+        (Method::DELETE, "/v1/api-keys/k", None),
+        (Method::POST, "/v1/groups", Some(g)),
+        (
+            Method::PATCH,
+            "/v1/groups/x1",
+            Some(json!({"network_mode": "protect"})),
+        ),
+        (Method::DELETE, "/v1/groups/x1", None),
+        (
+            Method::POST,
+            "/v1/rules",
+            Some(json!({"from": "external", "to": "nodes"})),
+        ),
+        (
+            Method::PATCH,
+            "/v1/rules/1",
+            Some(json!({"disabled": true})),
+        ),
+        (Method::DELETE, "/v1/rules/1", None),
+        (
+            Method::POST,
+            "/v1/workloads",
+            Some(json!({"id": "w1", "image": "i"})),
+        ),
+        (Method::DELETE, "/v1/workloads/w1", None),
+        (
+            Method::PATCH,
+            "/v1/process-profiles/x1",
+            Some(json!({"add": []})),
+        ),
+        (Method::PATCH, "/v1/file-rules/x1", Some(json!({"add": []}))),
+    ];
+    for (m, path, body) in &changes {
+        let (s, v, _) = api.call(m.clone(), path, None, body.clone(), &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {path}: {v}");
+        let (s, v, _) = api
+            .call(m.clone(), path, Some(&reader), body.clone(), &[])
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{m} {path}: {v}");
+    }
+    let (s, _) = raw(
+        &api,
+        Method::POST,
+        "/v1/policy/import",
+        &reader,
+        "application/yaml",
+        "version: 1\n".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let reads = [
+        "/v1/groups",
+        "/v1/rules",
+        "/v1/workloads",
+        "/v1/events",
+        "/v1/stats",
+        "/v1/conversations",
+        "/v1/policy/export",
+        "/v1/openapi.json",
+        "/v1/users/reader",
+    ];
+    for path in reads {
+        let (s, v, _) = api.call(Method::GET, path, None, None, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {v}");
+        let (s, v, _) = api.call(Method::GET, path, Some(&reader), None, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    for path in ["/v1/users", "/v1/api-keys", "/v1/users/admin"] {
+        let (s, v, _) = api.call(Method::GET, path, Some(&reader), None, &[]).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
+    }
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/nothing-here", Some(&reader), None, &[])
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_4xx() {
+    let api = Api::new();
+    let admin = api.login("admin", "admin-password-1").await;
+    // Not JSON.
+    let (s, out) = raw(
+        &api,
+        Method::POST,
+        "/v1/groups",
+        &admin,
+        "application/json",
+        "{nope".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{out}");
+    // Wrong content type.
+    let (s, out) = raw(
+        &api,
+        Method::POST,
+        "/v1/groups",
+        &admin,
+        "text/plain",
+        "{}".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{out}");
+    // Unknown field.
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "a", "colour": "red"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains("colour"), "{v}");
+    // Bad mode, bad regex, bad path parameter, bad If-Match, bad query.
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "a", "network_mode": "lockdown"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "a", "criteria": [{"key": "name", "op": "regex", "value": "("}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains("bad regex"), "{v}");
+    let (s, v, _) = api
+        .call(
+            Method::GET,
+            "/v1/rules/not-a-number",
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v, _) = api
+        .call(
+            Method::POST,
+            "/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "a", "criteria": [{"key": "name", "op": "=", "value": "a"}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v, _) = api
+        .call(
+            Method::PATCH,
+            "/v1/groups/a",
+            Some(&admin),
+            Some(json!({"comment": "x"})),
+            &[("if-match", "garbage")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v, _) = api
+        .call(Method::GET, "/v1/groups?bogus=1", Some(&admin), None, &[])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // Too large.
+    let big = "x".repeat(2 << 20);
+    let (s, _) = raw(
+        &api,
+        Method::POST,
+        "/v1/groups",
+        &admin,
+        "application/json",
+        format!("{{\"name\": \"{big}\"}}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
