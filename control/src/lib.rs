@@ -9,6 +9,7 @@ pub mod config;
 pub mod dataplane;
 pub mod learn;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod policy_code;
 pub mod service;

@@ -17,6 +17,7 @@ pub mod events;
 // utoipa's `IntoParams` expansion names the params type by its full path.
 #[allow(unused_qualifications)]
 pub mod groups;
+pub mod metrics;
 pub mod profiles;
 // utoipa's `IntoParams` expansion names the params type by its full path.
 #[allow(unused_qualifications)]
@@ -172,6 +173,7 @@ fn parts(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(profiles::get_process, profiles::patch_process))
         .routes(routes!(profiles::get_files, profiles::patch_files))
         .routes(routes!(events::list))
+        .routes(routes!(metrics::metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
