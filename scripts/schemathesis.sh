@@ -11,8 +11,12 @@
 # key and tests with it: schemathesis calls `DELETE /v1/auth` too, which would revoke a session
 # token in the middle of the run.
 #
+# `GET /v1/events/stream` is left out: an SSE stream never ends, so every generated request
+# would just run into the request timeout (its filters are the ones `GET /v1/events` takes,
+# which is tested).
+#
 # Environment: PALISADE_BIN (default: build and use target/debug/palisade),
-# SCHEMATHESIS_MAX_EXAMPLES (default 25 per operation), SCHEMATHESIS_SEED (default fixed, so a
+# SCHEMATHESIS_MAX_EXAMPLES (default 15 per operation), SCHEMATHESIS_SEED (default fixed, so a
 # failure reproduces; set "random" for a new one). Extra arguments go to `schemathesis run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,8 +100,9 @@ schemathesis run "$base/v1/openapi.json" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
-  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
+  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-15}" \
   "${seed_args[@]}" \
+  --exclude-path /v1/events/stream \
   --workers 2 \
   --request-timeout 10 \
   --suppress-health-check too_slow,filter_too_much \
