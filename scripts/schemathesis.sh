@@ -17,7 +17,9 @@
 #
 # Environment: PALISADE_BIN (default: build and use target/debug/palisade),
 # SCHEMATHESIS_MAX_EXAMPLES (default 15 per operation), SCHEMATHESIS_SEED (default fixed, so a
-# failure reproduces; set "random" for a new one). Extra arguments go to `schemathesis run`.
+# failure reproduces; set "random" for a new one), SCHEMATHESIS_REPORT_DIR (keep the JUnit
+# report there; default: removed with the temporary directory). Extra arguments go to
+# `schemathesis run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,7 +98,9 @@ seed_args=(--seed "$seed")
 
 start=$SECONDS
 status=0
-schemathesis run "$base/v1/openapi.json" \
+# From the temporary directory: schemathesis keeps a cache of past failures in the working
+# directory, which does not belong in the repository.
+(cd "$tmp" && schemathesis run "$base/v1/openapi.json" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
@@ -107,8 +111,8 @@ schemathesis run "$base/v1/openapi.json" \
   --request-timeout 10 \
   --suppress-health-check too_slow,filter_too_much \
   --warnings off \
-  --report junit --report-dir "$tmp/report" \
-  "$@" || status=$?
+  --report junit --report-dir "${SCHEMATHESIS_REPORT_DIR:-$tmp/report}" \
+  "$@") || status=$?
 log "schemathesis took $((SECONDS - start)) s, exit status $status"
 
 # The server must have survived whatever schemathesis sent it.
