@@ -4,7 +4,8 @@
 #   - Debian packages: DPDK 22.11 (runtime, PMD plugins, headers, pkg-config file), libclang
 #     for bindgen, iproute2/ethtool/ping/tcpdump/netcat for the network tests and the demo;
 #   - 2 MiB hugepages (PALISADE_HUGEPAGES, default 512) and a hugetlbfs mount on /dev/hugepages;
-#   - cargo-nextest when it is missing (every DPDK test needs its own process).
+#   - cargo-nextest when it is missing (every DPDK test needs its own process);
+#   - schemathesis (PyPI, major version 4) when missing, for scripts/schemathesis.sh.
 #
 # Safe to run again: it only does what is missing.
 set -euo pipefail
@@ -57,6 +58,23 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+
+# API conformance testing (scripts/schemathesis.sh). Pinned to one major version: its CLI
+# options and checks change between majors.
+SCHEMATHESIS_SPEC='schemathesis>=4,<5'
+if ! command -v schemathesis >/dev/null 2>&1 ||
+  ! schemathesis --version 2>/dev/null | grep -Eq 'version 4\.'; then
+  if ! command -v pip3 >/dev/null 2>&1; then
+    log "installing python3-pip"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  log "installing $SCHEMATHESIS_SPEC"
+  # Debian's system Python refuses global pip installs (PEP 668) unless told otherwise.
+  pip3 install -q "$SCHEMATHESIS_SPEC" 2>/dev/null ||
+    pip3 install -q --break-system-packages "$SCHEMATHESIS_SPEC"
 fi
 
 log "ok"

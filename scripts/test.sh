@@ -32,3 +32,6 @@ cargo build --workspace --all-targets --locked
 
 step tests
 cargo nextest run --workspace --locked --profile ci "$@"
+
+step "REST API against its OpenAPI document (schemathesis)"
+scripts/schemathesis.sh

@@ -1,4 +1,4 @@
-//! The whole `palisade.toml`: `[api]`, `[store]` and `[dataplane]` (validated by the
+//! The whole `palisade.toml`: `[api]`, `[store]`, `[discovery]`, `[[notify]]` and `[dataplane]` (validated by the
 //! dataplane crate's own types, so `palisade` and `palisade-dp` agree on it).
 //!
 //! Raw serde shape first (`deny_unknown_fields` everywhere), then a validated [`Config`];
@@ -12,6 +12,8 @@ use dataplane::config::{ConfigError, DataplaneConfig, RawDataplane, Source};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::model::{EventKind, Severity};
+use crate::notify::{Destination, NotifyTarget};
 use crate::store::StoreSettings;
 
 /// Default configuration file.
@@ -34,6 +36,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `[[workload]]`: workloads declared in the file (until discovery finds containers).
     pub workloads: Vec<crate::model::Workload>,
+    /// `[[notify]]`: where events are delivered (none by default).
+    pub notify: Vec<NotifyTarget>,
 }
 
 /// `[discovery]`.
@@ -91,6 +95,22 @@ struct RawConfig {
     discovery: RawDiscovery,
     #[serde(default)]
     workload: Vec<Spanned<crate::model::Workload>>,
+    #[serde(default)]
+    notify: Vec<Spanned<RawNotify>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    kind: Spanned<String>,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    address: Option<Spanned<String>>,
+    #[serde(default)]
+    min_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    kinds: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,12 +192,110 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
         workloads.push(w);
     }
+    let notify = raw
+        .notify
+        .into_iter()
+        .map(|n| validate_notify(&src, n))
+        .collect::<Result<_, _>>()?;
     Ok(Config {
         api,
         store,
         dataplane,
         discovery: DiscoveryConfig { default_mode },
         workloads,
+        notify,
+    })
+}
+
+fn validate_notify(src: &Source<'_>, raw: Spanned<RawNotify>) -> Result<NotifyTarget, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let destination = match raw.kind.get_ref().as_str() {
+        "webhook" => {
+            if let Some(a) = &raw.address {
+                return Err(src.error(a.span(), "`address` is for syslog; a webhook takes `url`"));
+            }
+            let url = raw
+                .url
+                .ok_or_else(|| src.error(span.clone(), "a webhook needs a `url`"))?;
+            let ok = url
+                .get_ref()
+                .parse::<ureq::http::Uri>()
+                .ok()
+                .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+                .is_some_and(|u| u.host().is_some_and(|h| !h.is_empty()));
+            if !ok {
+                return Err(src.error(
+                    url.span(),
+                    format!(
+                        "`url` must be an http:// or https:// URL with a host, not `{}`",
+                        url.get_ref()
+                    ),
+                ));
+            }
+            Destination::Webhook {
+                url: url.into_inner(),
+            }
+        }
+        "syslog" => {
+            if let Some(u) = &raw.url {
+                return Err(src.error(u.span(), "`url` is for webhooks; syslog takes `address`"));
+            }
+            let a = raw
+                .address
+                .ok_or_else(|| src.error(span.clone(), "syslog needs an `address`"))?;
+            let address = a.get_ref().parse::<SocketAddr>().map_err(|_| {
+                src.error(
+                    a.span(),
+                    format!(
+                        "`address` must be an IP address and UDP port such as 127.0.0.1:514, not `{}`",
+                        a.get_ref()
+                    ),
+                )
+            })?;
+            Destination::Syslog { address }
+        }
+        other => {
+            return Err(src.error(
+                raw.kind.span(),
+                format!("notify `kind` must be webhook or syslog, not `{other}`"),
+            ));
+        }
+    };
+    let min_severity = match &raw.min_severity {
+        None => Severity::Warning,
+        Some(m) => match m.get_ref().as_str() {
+            "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "critical" => Severity::Critical,
+            other => {
+                return Err(src.error(
+                    m.span(),
+                    format!("`min_severity` must be info, warning or critical, not `{other}`"),
+                ));
+            }
+        },
+    };
+    let mut kinds = Vec::new();
+    for k in raw.kinds.unwrap_or_default() {
+        let kind = k.get_ref().parse::<EventKind>().map_err(|_| {
+            src.error(
+                k.span(),
+                format!(
+                    "unknown event kind `{}` (one of {})",
+                    k.get_ref(),
+                    EventKind::ALL.map(EventKind::name).join(", ")
+                ),
+            )
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(NotifyTarget {
+        destination,
+        min_severity,
+        kinds,
     })
 }
 
@@ -366,6 +484,85 @@ mod tests {
         );
         let (line, msg) = bad("[store]\nevent_retention_days = \"30\"\n");
         assert_eq!(line, 2, "{msg}");
+    }
+
+    #[test]
+    fn notify_targets() {
+        let c = parse(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example/x?k=1\"\n\n[[notify]]\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\nmin_severity = \"critical\"\nkinds = [\"threat\", \"network_violation\", \"threat\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.notify,
+            vec![
+                NotifyTarget {
+                    destination: Destination::Webhook {
+                        url: "https://hooks.example/x?k=1".into()
+                    },
+                    min_severity: Severity::Warning,
+                    kinds: vec![],
+                },
+                NotifyTarget {
+                    destination: Destination::Syslog {
+                        address: "127.0.0.1:514".parse().unwrap()
+                    },
+                    min_severity: Severity::Critical,
+                    kinds: vec![EventKind::Threat, EventKind::NetworkViolation],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_notify_targets() {
+        assert_eq!(
+            bad("[api]\n[[notify]]\nkind = \"email\"\n"),
+            (
+                3,
+                "notify `kind` must be webhook or syslog, not `email`".into()
+            )
+        );
+        assert_eq!(
+            bad("[[notify]]\nkind = \"webhook\"\nurl = \"ftp://x/\"\n"),
+            (
+                3,
+                "`url` must be an http:// or https:// URL with a host, not `ftp://x/`".into()
+            )
+        );
+        assert_eq!(
+            bad("[[notify]]\nkind = \"webhook\"\n").1,
+            "a webhook needs a `url`"
+        );
+        assert_eq!(
+            bad(
+                "[[notify]]\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\nurl = \"http://a/\"\n"
+            ),
+            (4, "`url` is for webhooks; syslog takes `address`".into())
+        );
+        assert_eq!(
+            bad("[[notify]]\nkind = \"syslog\"\naddress = \"loghost\"\n"),
+            (
+                3,
+                "`address` must be an IP address and UDP port such as 127.0.0.1:514, not `loghost`"
+                    .into()
+            )
+        );
+        assert_eq!(
+            bad(
+                "[[notify]]\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\nmin_severity = \"high\"\n"
+            ),
+            (
+                4,
+                "`min_severity` must be info, warning or critical, not `high`".into()
+            )
+        );
+        assert_eq!(
+            bad("[[notify]]\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\nkinds = [\"audit\",\n  \"bogus\"]\n"),
+            (5, "unknown event kind `bogus` (one of network_violation, threat, process_violation, file_violation, audit, system)".into())
+        );
+        let (line, msg) = bad("[[notify]]\nkind = \"syslog\"\nport = 514\n");
+        assert_eq!(line, 3, "{msg}");
     }
 
     #[test]

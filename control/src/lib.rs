@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod learn;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod policy_code;
 pub mod service;

@@ -727,10 +727,19 @@ pub struct Event {
     pub actor: Option<String>,
     /// One line for humans.
     pub message: String,
-    /// Kind-specific fields.
-    #[serde(default)]
+    /// Kind-specific fields: an object, `{}` when there are none.
+    #[serde(default, serialize_with = "details_object")]
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
+}
+
+/// Serialises "no details" (`null`) as `{}`, so `details` is always the object it is
+/// documented to be.
+fn details_object<S: serde::Serializer>(v: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        serde_json::Value::Null => serde_json::Map::new().serialize(s),
+        v => v.serialize(s),
+    }
 }
 
 /// An event before the store gave it an id.

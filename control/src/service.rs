@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::api::auth::Throttle;
 use crate::api::error::ApiError;
-use crate::model::{Event, Mode, NewEvent};
+use crate::model::{Event, EventKind, Mode, NewEvent};
 use crate::store::{Store, StoreError};
 
 /// Events kept for slow SSE subscribers before they miss some (they are told).
@@ -41,6 +41,12 @@ pub struct Core {
     pub dp: std::sync::OnceLock<crate::dataplane::SupervisorHandle>,
     /// The network graph from the dataplane's connection records.
     pub conversations: std::sync::Mutex<crate::conversations::Conversations>,
+    /// Events announced since the process started, by kind (in [`EventKind::ALL`] order).
+    pub events_by_kind: [AtomicU64; EventKind::ALL.len()],
+    /// Dataplane restarts since the process started.
+    pub dp_restarts: AtomicU64,
+    /// Delivery counters of the notification targets, once started.
+    pub notify: std::sync::OnceLock<Vec<Arc<crate::notify::TargetStats>>>,
 }
 
 impl Core {
@@ -59,6 +65,9 @@ impl Core {
             requests: Default::default(),
             dp: std::sync::OnceLock::new(),
             conversations: Default::default(),
+            events_by_kind: Default::default(),
+            dp_restarts: AtomicU64::new(0),
+            notify: std::sync::OnceLock::new(),
         })
     }
 
@@ -78,6 +87,9 @@ impl Core {
     /// Announces stored events to live subscribers.
     pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
         for e in events {
+            if let Some(i) = EventKind::ALL.iter().position(|k| *k == e.kind) {
+                self.events_by_kind[i].fetch_add(1, Ordering::Relaxed);
+            }
             // No subscriber is fine.
             let _ = self.events.send(e);
         }

@@ -83,6 +83,8 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         cfg.discovery.default_mode,
         crate::service::DEFAULT_TOKEN_TTL,
     );
+    // Before the first event, so the notification targets see every one.
+    crate::notify::start(&core, cfg.notify.clone());
     let _ = core
         .record(system(Severity::Info, "palisade started"))
         .await;
@@ -371,6 +373,7 @@ async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
                         let _ = core.record(system(Severity::Critical, format!("dataplane down: {reason}"))).await;
                     }
                     DpNotice::Restarted { attempt } => {
+                        core.dp_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let _ = core.record(system(Severity::Warning, format!("dataplane restarted (attempt {attempt})"))).await;
                     }
                     DpNotice::Event(ev) => {

@@ -297,7 +297,9 @@ pub async fn login(
 
 /// Logs out: the token stops working.
 #[utoipa::path(delete, path = "/v1/auth", tag = "auth", security(("bearer" = [])),
-    responses((status = 204, description = "logged out"), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 204, description = "logged out"),
+        (status = 400, description = "an API key is not a session", body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     Pending(c): Pending,

@@ -13,14 +13,47 @@ use super::error::{ApiError, Body, ErrorBody, Params, PathParam};
 use super::{AppState, List, ListQuery, etag_response, if_match, page};
 use crate::model::{Criterion, Group, Mode};
 
-/// A group as served: the group and its members.
+/// A group as served: the group and its members. (The group's fields are spelled out rather
+/// than `#[serde(flatten)]`ed: a flattened `Group` documents as `allOf` with a closed `Group`
+/// schema, which no served group could match.)
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct GroupView {
-    /// The group.
-    #[serde(flatten)]
-    pub group: Group,
+    /// Unique name; `auto.*` for groups created from workloads.
+    pub name: String,
+    /// All must match (empty for auto groups: their members name them).
+    pub criteria: Vec<Criterion>,
+    /// Network mode.
+    #[schema(value_type = super::schema::ModeSchema)]
+    pub network_mode: Mode,
+    /// Process mode.
+    #[schema(value_type = super::schema::ModeSchema)]
+    pub process_mode: Mode,
+    /// File mode.
+    #[schema(value_type = super::schema::ModeSchema)]
+    pub file_mode: Mode,
+    /// Created from workloads (auto group), not by an operator.
+    pub learned: bool,
+    /// Free text (absent when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[schema(required = false)]
+    pub comment: String,
     /// Ids of the workloads that belong to it now.
     pub members: Vec<String>,
+}
+
+impl GroupView {
+    fn new(g: Group, members: Vec<String>) -> Self {
+        Self {
+            name: g.name,
+            criteria: g.criteria,
+            network_mode: g.network_mode,
+            process_mode: g.process_mode,
+            file_mode: g.file_mode,
+            learned: g.learned,
+            comment: g.comment,
+            members,
+        }
+    }
 }
 
 /// Group list filters.
@@ -47,7 +80,7 @@ async fn members_of(state: &AppState, groups: Vec<Group>) -> Result<Vec<GroupVie
                 .filter(|w| w.group == g.name || g.matches(&w.meta()))
                 .map(|w| w.id.clone())
                 .collect();
-            GroupView { group: g, members }
+            GroupView::new(g, members)
         })
         .collect())
 }

@@ -18,6 +18,7 @@ pub mod events;
 #[allow(unused_qualifications)]
 pub mod groups;
 // utoipa's `IntoParams` expansion names the params type by its full path.
+pub mod metrics;
 #[allow(unused_qualifications)]
 pub mod policy;
 pub mod profiles;
@@ -188,6 +189,7 @@ fn parts(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let streaming: OpenApiRouter<AppState> = OpenApiRouter::new().routes(routes!(events::stream));
     let (router, mut api) = timed
         .merge(import)
+        .routes(routes!(metrics::metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),

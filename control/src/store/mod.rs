@@ -253,6 +253,16 @@ impl Store {
         self.read(migrate::user_version)
     }
 
+    /// Size of the database in bytes (pages in use and free, times the page size): the
+    /// database file's size once the write-ahead log is checkpointed.
+    pub fn size_bytes(&self) -> Result<u64> {
+        self.read(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            Ok(u64::try_from(pages.saturating_mul(size)).unwrap_or(0))
+        })
+    }
+
     /// `PRAGMA integrity_check`; [`StoreError::Corrupt`] with SQLite's findings unless ok.
     pub fn check_integrity(&self) -> Result<()> {
         self.read(|c| {
