@@ -26,7 +26,7 @@ use crate::model::{self, Action, FileRule, Group, Invalid, PortSpec, ProcessEntr
 pub const VERSION: u32 = 1;
 
 /// The whole policy as code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// Document format version: [`VERSION`].
@@ -36,6 +36,7 @@ pub struct PolicyDocument {
     pub groups: Vec<Group>,
     /// Network rules, in order.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::api::schema::RuleSchema>)]
     pub rules: Vec<Rule>,
     /// Process profile per group name.
     #[serde(default)]

@@ -32,7 +32,7 @@ fn document(s: PolicySnapshot) -> PolicyDocument {
 
 /// Exports the policy as YAML.
 #[utoipa::path(get, path = "/v1/policy/export", tag = "policy", security(("bearer" = [])),
-    responses((status = 200, content_type = "application/yaml", body = String, description = "the policy document"),
+    responses((status = 200, content_type = "application/yaml", body = PolicyDocument, description = "the policy document, as YAML"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn export(State(state): State<AppState>, _c: Caller) -> Result<Response, ApiError> {
     let snap = state.core.db(|s| s.policy_snapshot()).await?;
@@ -60,7 +60,7 @@ pub struct ImportResult {
 
 /// Imports a policy document (YAML, or the same as JSON): all or nothing.
 #[utoipa::path(post, path = "/v1/policy/import", tag = "policy", params(ImportQuery), security(("bearer" = [])),
-    request_body(content = String, content_type = "application/yaml", description = "a policy document"),
+    request_body(content = PolicyDocument, content_type = "application/yaml", description = "a policy document, as YAML"),
     responses((status = 200, body = ImportResult), (status = 422, description = "every problem, one per line", body = ErrorBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn import(
