@@ -214,3 +214,58 @@ async fn supervisor_reports_a_dataplane_that_cannot_start_and_backs_off() {
     sup.shutdown().await;
     assert_eq!(sup.pid(), None);
 }
+
+/// A dataplane that outlived an earlier `palisade` still owns the socket: the supervisor
+/// adopts it instead of starting one that could not bind the socket, and leaves it running
+/// when it shuts down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpdk_supervisor_adopts_a_dataplane_already_on_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dp.sock");
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{}\"\n\
+             idle = \"adaptive\"\nsessions = 4096\nstats_interval_s = 0\nsocket = \"{}\"\n\
+             [[dataplane.port]]\nname = \"a\"\nkind = \"null\"\nno_rx = true\n\
+             [[dataplane.port]]\nname = \"b\"\nkind = \"null\"\nno_rx = true\n\
+             [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
+            unique("adopt"),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let mut orphan = std::process::Command::new(dp_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reaper = Reaper(vec![orphan.id()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dataplane::ctl::Client::connect(&socket).is_err() {
+        assert!(orphan.try_wait().unwrap().is_none(), "palisade-dp exited");
+        assert!(Instant::now() < deadline, "palisade-dp never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (sup, mut rx) = Supervisor::start(SupervisorOptions::new(dp_binary(), config, socket));
+    let up = wait_notice(&mut rx, Duration::from_secs(30), |n| {
+        matches!(n, DpNotice::Up { .. })
+    })
+    .await;
+    assert_eq!(up, DpNotice::Up { generation: 0 });
+    assert_eq!(sup.pid(), None, "nothing was started");
+    assert_eq!(sup.set_policy(policy(7)).await.unwrap(), 7);
+    assert_eq!(sup.stats().await.unwrap().generation, 7);
+    sup.shutdown().await;
+    assert!(
+        orphan.try_wait().unwrap().is_none(),
+        "the adopted dataplane keeps running"
+    );
+    let _ = kill(Pid::from_raw(orphan.id() as i32), Signal::SIGTERM);
+    let _ = orphan.wait();
+    reaper.0.clear();
+}

@@ -408,6 +408,15 @@ impl Runner {
             let mut child = None;
             let end = if self.opts.external {
                 self.serve(None)
+            } else if self.answering() {
+                // A dataplane that outlived an earlier `palisade` (it keeps enforcing when
+                // control dies) still owns the socket: a new one could not bind it. Adopt it;
+                // when it goes away, start our own.
+                tracing::warn!(
+                    socket = %self.opts.socket.display(),
+                    "a palisade-dp already answers on the control socket: adopting it (not stopped when palisade stops)"
+                );
+                self.serve(None)
             } else {
                 match self.spawn() {
                     Ok(c) => {
@@ -505,6 +514,19 @@ impl Runner {
     }
 
     /// One run: connect, subscribe, resync, serve until something ends it.
+    /// Whether a dataplane answers on the socket right now.
+    fn answering(&self) -> bool {
+        self.opts.socket.exists()
+            && Client::connect_with(
+                &self.opts.socket,
+                ClientConfig {
+                    timeout: Some(Duration::from_secs(2)),
+                    ..self.client_config()
+                },
+            )
+            .is_ok()
+    }
+
     fn serve(&self, mut child: Option<&mut Child>) -> End {
         let mut ctl = match self.connect(&mut child) {
             Ok(c) => c,
