@@ -26,6 +26,26 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// A `[dataplane]` config with one `net_null` pair and its socket, in `dir`.
+fn null_pair(dir: &Path, prefix: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let socket = dir.join("dp.sock");
+    let config = dir.join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{}\"\n\
+             idle = \"adaptive\"\nsessions = 4096\nstats_interval_s = 0\nsocket = \"{}\"\n\
+             [[dataplane.port]]\nname = \"a\"\nkind = \"null\"\nno_rx = true\n\
+             [[dataplane.port]]\nname = \"b\"\nkind = \"null\"\nno_rx = true\n\
+             [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
+            unique(prefix),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    (socket, config)
+}
+
 fn policy(generation: u64) -> Policy {
     let group = |name: &str| Group {
         name: name.into(),
@@ -85,21 +105,7 @@ async fn wait_notice(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dpdk_supervisor_pushes_policy_restarts_a_killed_dataplane_and_resyncs() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("dp.sock");
-    let config = dir.path().join("palisade.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{}\"\n\
-             idle = \"adaptive\"\nsessions = 4096\nstats_interval_s = 0\nsocket = \"{}\"\n\
-             [[dataplane.port]]\nname = \"a\"\nkind = \"null\"\nno_rx = true\n\
-             [[dataplane.port]]\nname = \"b\"\nkind = \"null\"\nno_rx = true\n\
-             [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
-            unique("sup"),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let (socket, config) = null_pair(dir.path(), "sup");
     let mut opts = SupervisorOptions::new(dp_binary(), config, socket.clone());
     opts.restart_backoff = (Duration::from_millis(200), Duration::from_secs(2));
     let (sup, mut rx) = Supervisor::start(opts);
@@ -221,21 +227,7 @@ async fn supervisor_reports_a_dataplane_that_cannot_start_and_backs_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dpdk_supervisor_adopts_a_dataplane_already_on_the_socket() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("dp.sock");
-    let config = dir.path().join("palisade.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{}\"\n\
-             idle = \"adaptive\"\nsessions = 4096\nstats_interval_s = 0\nsocket = \"{}\"\n\
-             [[dataplane.port]]\nname = \"a\"\nkind = \"null\"\nno_rx = true\n\
-             [[dataplane.port]]\nname = \"b\"\nkind = \"null\"\nno_rx = true\n\
-             [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
-            unique("adopt"),
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let (socket, config) = null_pair(dir.path(), "adopt");
     let mut orphan = std::process::Command::new(dp_binary())
         .arg("--config")
         .arg(&config)

@@ -170,7 +170,6 @@ pub async fn create(
         learned: false,
         comment: req.comment,
     };
-    g.validate()?;
     let actor = c.actor();
     let g2 = g.clone();
     let ((_, version), ev) = state.core.db(move |s| s.create_group(g2, &actor)).await?;
@@ -266,7 +265,6 @@ pub async fn patch(
     if let Some(cm) = p.comment {
         g.comment = cm;
     }
-    g.validate()?;
     let actor = c.actor();
     let g2 = g.clone();
     let n = name.clone();

@@ -56,9 +56,6 @@ pub async fn patch_process(
     PathParam(group): PathParam<String>,
     Body(p): Body<ProcessPatch>,
 ) -> Result<Json<ProcessProfile>, ApiError> {
-    for (i, e) in p.add.iter().enumerate() {
-        e.validate(&format!("add[{i}]"))?;
-    }
     let actor = c.actor();
     let g = group.clone();
     let (items, ev) = state
@@ -113,9 +110,6 @@ pub async fn patch_files(
     PathParam(group): PathParam<String>,
     Body(p): Body<FilePatch>,
 ) -> Result<Json<FileRules>, ApiError> {
-    for (i, e) in p.add.iter().enumerate() {
-        e.validate(&format!("add[{i}]"))?;
-    }
     let actor = c.actor();
     let g = group.clone();
     let (items, ev) = state

@@ -111,18 +111,6 @@ fn apps(names: &[String]) -> Result<Vec<dataplane::dpi::App>, ApiError> {
         .collect()
 }
 
-async fn check_groups(state: &AppState, rule: &Rule) -> Result<(), ApiError> {
-    let groups: Vec<String> = state
-        .core
-        .db(|s| s.groups())
-        .await?
-        .into_iter()
-        .map(|(g, _)| g.name)
-        .collect();
-    crate::model::validate_rule(rule, |g| groups.iter().any(|x| x == g))?;
-    Ok(())
-}
-
 /// Adds a rule at the end of the list.
 #[utoipa::path(post, path = "/v1/rules", tag = "rules", request_body = NewRule, security(("bearer" = [])),
     responses((status = 201, body = RuleSchema), (status = 409, description = "duplicate rule or id", body = ErrorBody), (status = 422, body = ErrorBody),
@@ -146,14 +134,6 @@ pub async fn create(
     if req.id == Some(0) {
         return Err(crate::model::Invalid::new("id", "0 is not a rule id").into());
     }
-    check_groups(
-        &state,
-        &Rule {
-            id: 1,
-            ..rule.clone()
-        },
-    )
-    .await?;
     let actor = c.actor();
     let ((rule, version), ev) = state.core.db(move |s| s.create_rule(rule, &actor)).await?;
     state.core.publish([ev]);
@@ -239,7 +219,6 @@ pub async fn patch(
     if let Some(v) = p.disabled {
         rule.disabled = v;
     }
-    check_groups(&state, &rule).await?;
     let actor = c.actor();
     let r2 = rule.clone();
     let ((_, version), ev) = state

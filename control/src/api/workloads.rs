@@ -77,7 +77,6 @@ pub async fn declare(
         w.group = auto_group(&w.image, &w.labels);
     }
     w.source = WorkloadSource::Api;
-    w.validate()?;
     let actor = c.actor();
     let mode = state.core.default_mode;
     let w2 = w.clone();
