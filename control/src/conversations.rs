@@ -220,6 +220,7 @@ mod tests {
             verdict,
             rule: None,
             mode: Mode::Monitor,
+            answered: true,
         }
     }
 

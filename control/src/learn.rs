@@ -237,6 +237,12 @@ pub fn learn(records: &[ConnectionRecord], ctx: &Context, existing: &[Rule]) -> 
         if rec.rule.is_some_and(|id| deny_ids.contains(&id)) {
             continue;
         }
+        // A TCP attempt nobody answered (a SYN into a stopped service, or sent while the
+        // dataplane was not forwarding yet) proves no conversation, and would teach a
+        // port-only rule that then covers the application rule of the real connections.
+        if rec.proto == 6 && !rec.answered {
+            continue;
+        }
         let client = ctx.resolve(&rec.client);
         let server = ctx.resolve(&rec.server);
         let decider = match (&client, &server) {
@@ -364,6 +370,7 @@ mod tests {
             verdict: Verdict::Allowed,
             rule: None,
             mode: Mode::Discover,
+            answered: true,
         }
     }
 
@@ -374,6 +381,30 @@ mod tests {
             ports.iter().map(|p| p.parse().unwrap()).collect(),
             apps.to_vec(),
         )
+    }
+
+    #[test]
+    fn unanswered_tcp_attempts_teach_nothing_and_do_not_hide_the_app_rule() {
+        let mut syn_only = rec("198.18.0.1:0", "198.18.0.2:8080", 6, "unknown");
+        syn_only.answered = false;
+        let mut udp_one_way = rec("198.18.0.1:0", "198.18.0.2:514", 17, "unknown");
+        udp_one_way.answered = false;
+        let out = learn(
+            &[
+                syn_only,
+                rec("198.18.0.1:0", "198.18.0.2:8080", 6, "http"),
+                udp_one_way,
+            ],
+            &ctx(),
+            &[],
+        );
+        assert_eq!(
+            out.add,
+            vec![
+                rule("auto.client", "auto.web", &["tcp/8080"], &[App::Http]),
+                rule("auto.client", "auto.web", &["udp/514"], &[]),
+            ]
+        );
     }
 
     #[test]

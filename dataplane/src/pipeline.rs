@@ -81,6 +81,8 @@ const REPORT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 mod flag {
     /// The session's first connection record was pushed.
     pub const REPORTED: u8 = 1;
+    /// A record saying the server answered was pushed.
+    pub const ANSWER_REPORTED: u8 = 2;
 }
 
 /// What the pipeline keeps per session (the conntrack table's extension).
@@ -683,12 +685,24 @@ impl<H> Pipeline<H> {
                 Some(TcpState::FinWait | TcpState::TimeWait | TcpState::Closed)
             );
             let aged = now.saturating_duration_since(s.first_seen()) >= REPORT_AFTER;
+            let answered = s.counters(Dir::ServerToClient).packets > 0;
             if (app_known || closing || aged)
                 && !decision.pending_app
                 && s.ext.flags & flag::REPORTED == 0
             {
                 s.ext.flags |= flag::REPORTED;
+                if answered {
+                    s.ext.flags |= flag::ANSWER_REPORTED;
+                }
                 out[n] = Some(delta_record(s, flow, decision, mode, true));
+                n += 1;
+            } else if answered
+                && s.ext.flags & (flag::REPORTED | flag::ANSWER_REPORTED) == flag::REPORTED
+            {
+                // Reported while unanswered (a retransmitted SYN): say so once it is
+                // answered, or learning would wait for the session to expire.
+                s.ext.flags |= flag::ANSWER_REPORTED;
+                out[n] = Some(delta_record(s, flow, decision, mode, false));
                 n += 1;
             }
             if matches!(decision.enforcement, Enforcement::Alert | Enforcement::Drop)
@@ -757,6 +771,7 @@ fn delta_record(
         verdict: report_verdict(d.enforcement),
         rule: d.rule,
         mode,
+        answered: s2c.packets > 0,
     });
     s.ext.reported_packets = packets;
     s.ext.reported_bytes = bytes;
@@ -785,5 +800,6 @@ fn final_record(s: &conntrack::Session<FlowState>) -> Option<WorkerRecord> {
         verdict: report_verdict(d.enforcement),
         rule: d.rule,
         mode,
+        answered: s2c.packets > 0,
     }))
 }

@@ -483,3 +483,56 @@ fn every_syn_over_the_flood_limit_is_dropped_in_protect_and_reported_once() {
         );
     }
 }
+
+/// Connection records say whether the server answered: a SYN nobody answers is reported after
+/// a second as unanswered (learning ignores it); once the SYN+ACK comes, the next record is.
+#[test]
+fn connection_records_say_whether_the_server_answered() {
+    let p = Policy {
+        generation: 1,
+        groups: vec![Group {
+            name: "web".into(),
+            mode: Mode::Discover,
+            members: vec![],
+            cidrs: vec![],
+        }],
+        rules: vec![],
+        workloads: vec![Workload {
+            id: "w1".into(),
+            group: "web".into(),
+            mode: Mode::Discover,
+            macs: vec![],
+            ips: vec![ip(false, true)],
+            exempt: false,
+        }],
+        nodes: vec![],
+    };
+    let mut rig = Rig::new(Compiled::compile(&p, &[]).unwrap());
+    let (client, server) = (ip(false, true), ip(false, false));
+    assert_eq!(
+        rig.send(&tcp(client, 40000, server, 80, true, b""), 0),
+        Verdict::Forward
+    );
+    assert!(rig.records().0.is_empty(), "nothing before a second");
+    // The retransmitted SYN a second and a half later: reported, unanswered.
+    assert_eq!(
+        rig.send(&tcp(client, 40000, server, 80, true, b""), 1500),
+        Verdict::Forward
+    );
+    let (c, _, _) = rig.records();
+    assert_eq!(c.len(), 1);
+    assert!(c[0].new_session && !c[0].answered, "{c:?}");
+    assert_eq!(
+        rig.send(&syn_ack(server, 80, client, 40000), 1600),
+        Verdict::Forward
+    );
+    let (c, _, _) = rig.records();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(!c[0].new_session && c[0].answered, "{c:?}");
+    // Once: the rest comes with the session's last record.
+    assert_eq!(
+        rig.send(&tcp(client, 40000, server, 80, false, b"x"), 1700),
+        Verdict::Forward
+    );
+    assert!(rig.records().0.is_empty());
+}

@@ -312,6 +312,7 @@ mod tests {
             verdict: Verdict::Allowed,
             rule: None,
             mode: Mode::Discover,
+            answered: true,
         };
         assert_eq!(from_dataplane(&Event::Connection(c), &ctx(), 9), None);
         let e = from_dataplane(&Event::Overflow { lost: 12 }, &ctx(), 9).unwrap();

@@ -181,6 +181,8 @@ struct Aggregate {
     verdict: Verdict,
     rule: Option<u32>,
     mode: Mode,
+    /// Some session covered since the previous event was answered by its server.
+    answered: bool,
     /// Counts above are not yet in an event.
     pending: bool,
     /// When the key's previous event went out.
@@ -391,6 +393,7 @@ impl Aggregator {
             a.verdict = c.verdict;
             a.rule = c.rule;
             a.mode = c.mode;
+            a.answered |= c.answered;
             a.touched = now;
             return;
         }
@@ -420,6 +423,7 @@ impl Aggregator {
                 verdict: c.verdict,
                 rule: c.rule,
                 mode: c.mode,
+                answered: c.answered,
                 pending: true,
                 emitted: None,
                 touched: now,
@@ -488,7 +492,9 @@ impl Aggregator {
                 verdict: a.verdict,
                 rule: a.rule,
                 mode: a.mode,
+                answered: a.answered,
             };
+            a.answered = false;
             a.sessions = 0;
             a.packets = 0;
             a.bytes = 0;

@@ -65,6 +65,10 @@ pub struct ConnectionRecord {
     pub rule: Option<u32>,
     /// Effective mode they were judged under.
     pub mode: Mode,
+    /// Some of these connections were answered by the server (for TCP: the handshake
+    /// completed). Learning ignores unanswered TCP attempts.
+    #[serde(default)]
+    pub answered: bool,
 }
 
 /// A connection no allow rule covers, or a deny rule matches.

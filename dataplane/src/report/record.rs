@@ -70,6 +70,8 @@ pub struct ConnectionDelta {
     pub rule: Option<u32>,
     /// The mode it was judged under.
     pub mode: Mode,
+    /// The server side has sent something (for TCP: the handshake was answered).
+    pub answered: bool,
 }
 
 /// A policy violation (one per offending session, not per packet).

@@ -188,6 +188,7 @@ mod tests {
             verdict: Verdict::Allowed,
             rule: None,
             mode: Mode::Discover,
+            answered: true,
         })
     }
 

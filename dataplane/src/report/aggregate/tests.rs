@@ -52,6 +52,7 @@ fn conn(f: Flow, new: bool, packets: u64, bytes: u64, first_ms: u64, last_ms: u6
         verdict: Verdict::Allowed,
         rule: Some(10001),
         mode: Mode::Monitor,
+        answered: true,
     })
 }
 
