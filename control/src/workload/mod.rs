@@ -22,7 +22,7 @@ pub use cgroup::{ContainerId, Runtime};
 use crate::model::{Mac, Workload, WorkloadSource};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Why discovery failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ use super::netns::{NetnsLinks, NsLink};
 use super::*;
 use std::collections::HashMap;
 use std::fs;
+use std::path::Path;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
