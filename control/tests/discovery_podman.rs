@@ -4,6 +4,8 @@
 //! the `palisade-busybox:test` image. The container and its network are removed by a guard,
 //! also when an assertion fails.
 
+#![allow(clippy::panic)]
+
 use control::workload::{self, Runtime};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;

@@ -34,12 +34,12 @@ impl Fake {
         let f = Self {
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
         };
-        fs::create_dir_all(f.proc()).unwrap_or_else(|e| panic!("{e}"));
-        fs::create_dir_all(f.sys()).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(f.proc()).unwrap();
+        fs::create_dir_all(f.sys()).unwrap();
         // pid 1 on the host, and some non-pid entries /proc always has.
         f.process(1, "systemd", 0, 5, "0::/init.scope\n", HOST_NS);
-        fs::create_dir_all(f.proc().join("self")).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(f.proc().join("uptime"), "1.0 1.0\n").unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(f.proc().join("self")).unwrap();
+        fs::write(f.proc().join("uptime"), "1.0 1.0\n").unwrap();
         f
     }
     fn proc(&self) -> PathBuf {
@@ -50,24 +50,23 @@ impl Fake {
     }
     fn process(&self, pid: u32, comm: &str, ppid: u32, start: u64, cgroup: &str, netns: u64) {
         let d = self.proc().join(pid.to_string());
-        fs::create_dir_all(d.join("ns")).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(d.join("cgroup"), cgroup).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(d.join("ns")).unwrap();
+        fs::write(d.join("cgroup"), cgroup).unwrap();
         let stat = format!(
             "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1145 0 1 0 2 1 0 0 20 0 1 0 {start} \
              2322432 324 18446744073709551615 4198400 5785993 0 0 0 0 0 0 1 0 0 17 1 0 0 0 0 0\n"
         );
-        fs::write(d.join("stat"), stat).unwrap_or_else(|e| panic!("{e}"));
-        std::os::unix::fs::symlink(format!("net:[{netns}]"), d.join("ns/net"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(d.join("stat"), stat).unwrap();
+        std::os::unix::fs::symlink(format!("net:[{netns}]"), d.join("ns/net")).unwrap();
     }
     fn host_if(&self, name: &str, ifindex: u32, iflink: u32, master: Option<&str>) {
         let d = self.sys().join(name);
-        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(d.join("ifindex"), format!("{ifindex}\n")).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(d.join("iflink"), format!("{iflink}\n")).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("ifindex"), format!("{ifindex}\n")).unwrap();
+        fs::write(d.join("iflink"), format!("{iflink}\n")).unwrap();
         if let Some(m) = master {
             std::os::unix::fs::symlink(format!("../../devices/virtual/net/{m}"), d.join("master"))
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
         }
     }
     fn discovery(&self, links: FakeLinks, own_pid: Option<u32>) -> Discovery {
@@ -245,9 +244,9 @@ fn vanished_and_malformed_processes_are_skipped() {
     f.process(800, "app", 1, 80, &podman_v1(A), 7008);
     // A process whose stat is garbage and one without a netns link.
     f.process(801, "bad", 1, 81, &podman_v1(B), 7009);
-    fs::write(f.proc().join("801/stat"), "801 (bad").unwrap_or_else(|e| panic!("{e}"));
+    fs::write(f.proc().join("801/stat"), "801 (bad").unwrap();
     f.process(802, "gone", 1, 82, &podman_v1(C), 7010);
-    fs::remove_file(f.proc().join("802/ns/net")).unwrap_or_else(|e| panic!("{e}"));
+    fs::remove_file(f.proc().join("802/ns/net")).unwrap();
     let links = FakeLinks([(800, vec![lo()])].into());
     let ids: Vec<_> = discover(&f.discovery(links, None))
         .into_iter()
@@ -259,7 +258,7 @@ fn vanished_and_malformed_processes_are_skipped() {
 #[test]
 fn no_containers_needs_no_sysfs() {
     let f = Fake::new();
-    fs::remove_dir_all(f.sys()).unwrap_or_else(|e| panic!("{e}"));
+    fs::remove_dir_all(f.sys()).unwrap();
     assert_eq!(discover(&f.discovery(FakeLinks::default(), None)), vec![]);
     let d = Discovery {
         proc_root: f.dir.path().join("nope"),
