@@ -39,15 +39,17 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// Removes the container and the network, whatever happened.
+/// Removes the containers and the network, whatever happened.
 struct Cleanup {
     container: String,
+    host_container: String,
     network: String,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = podman(&["rm", "--force", "--time", "0", &self.container]);
+        let _ = podman(&["rm", "--force", "--time", "0", &self.host_container]);
         let _ = podman(&["network", "rm", "--force", &self.network]);
     }
 }
@@ -100,6 +102,7 @@ fn discovers_a_podman_container_as_root() {
     );
     let guard = Cleanup {
         container: unique.clone(),
+        host_container: format!("{unique}-host"),
         network: unique.clone(),
     };
     create_network(&guard.network);
@@ -119,6 +122,21 @@ fn discovers_a_podman_container_as_root() {
         "600",
     ]);
     assert_eq!(id.len(), 64, "podman run printed {id:?}");
+    let host_id = must(&[
+        "run",
+        "--detach",
+        "--name",
+        &guard.host_container,
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
 
     // What podman says, to compare with.
     let inspect = json(&must(&["inspect", &guard.container]));
@@ -169,6 +187,15 @@ fn discovers_a_podman_container_as_root() {
     assert_eq!(i.mac.map(|m| m.to_string()), Some(mac.to_lowercase()));
     assert_eq!(i.host_veth.as_deref(), Some(veth.as_str()));
     assert_eq!(i.bridge.as_deref(), Some(bridge.as_str()));
+
+    // The host-network container is exempt and its (host) interfaces are not its own.
+    let h = found
+        .iter()
+        .find(|d| d.container_id == host_id)
+        .unwrap_or_else(|| panic!("{host_id} not discovered; found {found:#?}"));
+    assert!(h.exempt);
+    assert!(h.interfaces.is_empty());
+    assert!(h.to_workload().exempt);
 
     let w = d.to_workload();
     assert_eq!(w.id, id);

@@ -10,8 +10,9 @@
 //! in tests against a fake tree. Names, images and labels come from the runtime API (next
 //! step); until then they are empty.
 //!
-//! Exempt (alert only): containers sharing the host's network namespace (that of pid 1) and
-//! the container Palisade itself runs in.
+//! Exempt (alert only): containers sharing pid 1's network namespace or Palisade's own (pid
+//! 1's link is unreadable in some sandboxes, and what shares Palisade's namespace cannot be
+//! put inline either), and the container Palisade itself runs in.
 
 pub mod cgroup;
 pub mod netns;
@@ -140,7 +141,8 @@ pub struct Discovery {
     pub sys_class_net: PathBuf,
     /// Reads interfaces inside a namespace.
     pub links: Box<dyn netns::NetnsLinks>,
-    /// Our own pid (its container, if any, is exempt); `None` to skip that check.
+    /// Our own pid: its container, if any, is exempt, and so is any container sharing its
+    /// network namespace; `None` to skip both checks.
     pub own_pid: Option<u32>,
 }
 
@@ -170,7 +172,14 @@ impl Discovery {
         if containers.is_empty() {
             return Ok(Vec::new());
         }
-        let host_netns = procfs::netns_inode(&self.proc_root, 1);
+        // The host network: pid 1's namespace, and ours (where the bridges and host veths
+        // are seen). pid 1's link is unreadable in some sandboxes (ptrace access mode), so
+        // ours alone must do.
+        let host_netns: Vec<u64> = [Some(1), self.own_pid]
+            .into_iter()
+            .flatten()
+            .filter_map(|pid| procfs::netns_inode(&self.proc_root, pid))
+            .collect();
         let host =
             netns::host_links(&self.sys_class_net).map_err(|source| DiscoveryError::HostLinks {
                 path: self.sys_class_net.clone(),
@@ -182,7 +191,7 @@ impl Discovery {
                 tracing::debug!(container = %c.id.id, pid = c.root_pid, "exited while discovered");
                 continue;
             };
-            let host_network = host_netns == Some(netns_inode);
+            let host_network = host_netns.contains(&netns_inode);
             let ourselves = self
                 .own_pid
                 .is_some_and(|p| c.pids.binary_search(&p).is_ok());

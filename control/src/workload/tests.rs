@@ -230,6 +230,32 @@ fn host_network_and_own_container_are_exempt() {
 }
 
 #[test]
+fn host_network_is_our_namespace_when_pid_1_is_unreadable() {
+    let f = Fake::new();
+    // pid 1's namespace link is unreadable (sandboxes deny ptrace access to it).
+    fs::remove_file(f.proc().join("1/ns/net")).unwrap();
+    f.process(
+        900,
+        "palisade",
+        1,
+        90,
+        "0::/system.slice/palisade.service\n",
+        7100,
+    );
+    f.process(901, "nginx", 1, 91, &podman_v1(A), 7100);
+    f.process(902, "app", 1, 92, &podman_v1(B), 7101);
+    let links = FakeLinks([(902, vec![lo()])].into());
+    let exempt: Vec<_> = discover(&f.discovery(links, Some(900)))
+        .iter()
+        .map(|d| (d.container_id.clone(), d.exempt, d.interfaces.len()))
+        .collect();
+    assert_eq!(
+        exempt,
+        vec![(A.to_owned(), true, 0), (B.to_owned(), false, 0)]
+    );
+}
+
+#[test]
 fn unreadable_namespace_keeps_the_container_without_interfaces() {
     let f = Fake::new();
     f.process(700, "app", 1, 70, &podman_v1(A), 7007);
