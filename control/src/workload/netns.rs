@@ -15,7 +15,9 @@
 //! symlink (the bridge). A container veth's `link_index` is its peer's ifindex in the peer's
 //! namespace; ifindexes are only unique per namespace, so a host interface is its peer only
 //! when its ifindex is that `link_index` **and** its own `iflink` is the container
-//! interface's ifindex.
+//! interface's ifindex. (Two unrelated veth pairs could still cross-match when their peers
+//! sit in other namespaces; telling them apart needs `link_netnsid` resolved through
+//! `RTM_GETNSID`, which is left for a netlink-based reader.)
 
 use super::DiscoveryError;
 use crate::model::Mac;
