@@ -4,6 +4,8 @@
 #   - Debian packages: DPDK 22.11 (runtime, PMD plugins, headers, pkg-config file), libclang
 #     for bindgen, iproute2/ethtool/ping/tcpdump/netcat for the network tests and the demo;
 #   - 2 MiB hugepages (PALISADE_HUGEPAGES, default 512) and a hugetlbfs mount on /dev/hugepages;
+#   - podman + runc + busybox-static for the real-container tests, and the local image
+#     `palisade-busybox:test` (a busybox rootfs, `podman import`ed) they run;
 #   - cargo-nextest when it is missing (every DPDK test needs its own process);
 #   - schemathesis (PyPI, major version 4) when missing, for scripts/schemathesis.sh.
 #
@@ -14,6 +16,7 @@ HUGEPAGES=${PALISADE_HUGEPAGES:-512}
 PACKAGES=(
   dpdk dpdk-dev libdpdk-dev pkg-config libclang-dev
   iproute2 iputils-ping ethtool tcpdump procps netcat-openbsd
+  podman runc busybox-static
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -53,6 +56,23 @@ if ! mountpoint -q /dev/hugepages; then
   mkdir -p /dev/hugepages
   mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages
   log "mounted hugetlbfs on /dev/hugepages"
+fi
+
+# The image the real-container tests run (control/tests/discovery_podman.rs): busybox and its
+# applets, nothing else, so it needs no registry.
+BUSYBOX_IMAGE=palisade-busybox:test
+if ! podman image exists "$BUSYBOX_IMAGE"; then
+  log "building $BUSYBOX_IMAGE"
+  rootfs=$(mktemp -d)
+  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/www"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in $("$rootfs/bin/busybox" --list); do
+    [[ $applet == busybox ]] || ln -s busybox "$rootfs/bin/$applet"
+  done
+  tar -C "$rootfs" -c . | podman import --quiet - "$BUSYBOX_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+else
+  log "image $BUSYBOX_IMAGE present"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ pub mod policy_code;
 pub mod service;
 pub mod store;
 pub mod up;
+pub mod workload;
 
 /// An error and its causes, `a: b: c`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
