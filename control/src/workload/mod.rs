@@ -17,6 +17,7 @@
 pub mod cgroup;
 pub mod netns;
 pub mod procfs;
+pub mod runtime;
 
 pub use cgroup::{ContainerId, Runtime};
 
