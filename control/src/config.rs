@@ -46,7 +46,17 @@ pub struct DiscoveryConfig {
     /// Network, process and file mode of groups created from workloads and of new user
     /// groups that name none.
     pub default_mode: dataplane::policy::Mode,
+    /// The container runtime's API socket (Docker-compatible); `None`: the first of
+    /// [`crate::workload::runtime::DEFAULT_SOCKETS`] that exists.
+    pub runtime_socket: Option<PathBuf>,
+    /// Time between two discovery scans, milliseconds.
+    pub interval_ms: u64,
 }
+
+/// Default `[discovery] interval_ms`.
+pub const DEFAULT_DISCOVERY_INTERVAL_MS: u64 = 2000;
+/// Allowed `[discovery] interval_ms`.
+pub const DISCOVERY_INTERVAL_MS: std::ops::RangeInclusive<i64> = 100..=60_000;
 
 /// `[api]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +128,10 @@ struct RawNotify {
 struct RawDiscovery {
     #[serde(default)]
     default_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    runtime_socket: Option<Spanned<String>>,
+    #[serde(default)]
+    interval_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +188,36 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             }
         },
     };
+    let runtime_socket = match raw.discovery.runtime_socket {
+        None => None,
+        Some(p) if p.get_ref().starts_with('/') => Some(PathBuf::from(p.into_inner())),
+        Some(p) => {
+            return Err(src.error(
+                p.span(),
+                format!(
+                    "`runtime_socket` must be an absolute path, not `{}`",
+                    p.get_ref()
+                ),
+            ));
+        }
+    };
+    let interval_ms = match raw.discovery.interval_ms {
+        None => DEFAULT_DISCOVERY_INTERVAL_MS,
+        Some(i) if DISCOVERY_INTERVAL_MS.contains(i.get_ref()) => {
+            u64::try_from(*i.get_ref()).unwrap_or(DEFAULT_DISCOVERY_INTERVAL_MS)
+        }
+        Some(i) => {
+            return Err(src.error(
+                i.span(),
+                format!(
+                    "`interval_ms` must be within {}..={}, not {}",
+                    DISCOVERY_INTERVAL_MS.start(),
+                    DISCOVERY_INTERVAL_MS.end(),
+                    i.get_ref()
+                ),
+            ));
+        }
+    };
     let mut workloads = Vec::with_capacity(raw.workload.len());
     for w in raw.workload {
         let span = w.span();
@@ -201,7 +245,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         api,
         store,
         dataplane,
-        discovery: DiscoveryConfig { default_mode },
+        discovery: DiscoveryConfig {
+            default_mode,
+            runtime_socket,
+            interval_ms,
+        },
         workloads,
         notify,
     })
@@ -563,6 +611,43 @@ mod tests {
         );
         let (line, msg) = bad("[[notify]]\nkind = \"syslog\"\nport = 514\n");
         assert_eq!(line, 3, "{msg}");
+    }
+
+    #[test]
+    fn discovery_section() {
+        let c = parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.discovery.runtime_socket, None);
+        assert_eq!(c.discovery.interval_ms, DEFAULT_DISCOVERY_INTERVAL_MS);
+        let c = parse(
+            "[discovery]\nruntime_socket = \"/run/podman/podman.sock\"\ninterval_ms = 100\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.discovery.runtime_socket,
+            Some(PathBuf::from("/run/podman/podman.sock"))
+        );
+        assert_eq!(c.discovery.interval_ms, 100);
+        assert_eq!(
+            bad("[discovery]\n\ninterval_ms = 99\n"),
+            (3, "`interval_ms` must be within 100..=60000, not 99".into())
+        );
+        assert_eq!(
+            bad("[discovery]\ninterval_ms = 60001\n"),
+            (
+                2,
+                "`interval_ms` must be within 100..=60000, not 60001".into()
+            )
+        );
+        assert_eq!(
+            bad("[discovery]\nruntime_socket = \"docker.sock\"\n"),
+            (
+                2,
+                "`runtime_socket` must be an absolute path, not `docker.sock`".into()
+            )
+        );
+        let (line, msg) = bad("[discovery]\nruntime_socket = 1\n");
+        assert_eq!(line, 2, "{msg}");
     }
 
     #[test]
