@@ -89,6 +89,14 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .record(system(Severity::Info, "palisade started"))
         .await;
     declare_configured(&core, &cfg.workloads).await?;
+    // Containers on this host, kept as workloads (not with the demo: its ports are veths).
+    if !opts.demo {
+        tokio::spawn(crate::workload::sync::run(
+            Arc::clone(&core),
+            cfg.discovery.runtime_socket.clone(),
+            Duration::from_millis(cfg.discovery.interval_ms),
+        ));
+    }
 
     let mut demo = None;
     if opts.demo {

@@ -18,6 +18,7 @@ pub mod cgroup;
 pub mod netns;
 pub mod procfs;
 pub mod runtime;
+pub mod sync;
 
 pub use cgroup::{ContainerId, Runtime};
 
