@@ -204,3 +204,77 @@ fn discovers_a_podman_container_as_root() {
     assert_eq!(w.validate().map_err(|e| e.to_string()), Ok(()));
     drop(guard);
 }
+
+/// Kills `podman system service` (by its pid) and removes the container, whatever happened.
+struct Service {
+    child: std::process::Child,
+    container: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "--force", "--time", "0", &self.container]);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_runtime_api_of_podman_names_the_container() {
+    require_podman();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let socket = dir.path().join("podman.sock");
+    let child = Command::new("podman")
+        .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .spawn()
+        .unwrap_or_else(|e| panic!("podman system service: {e}"));
+    let name = format!("pal-rt-{}", std::process::id());
+    let mut guard = Service {
+        child,
+        container: name.clone(),
+    };
+    let id = must(&[
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--label",
+        "app=paltest",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        if let Ok(Some(status)) = guard.child.try_wait() {
+            panic!("podman system service exited: {status}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(socket.exists(), "no socket at {}", socket.display());
+
+    let meta = workload::runtime::inspect(&socket, &id)
+        .await
+        .unwrap_or_else(|e| panic!("{}", control::error_chain(&e)))
+        .unwrap_or_else(|| panic!("{id} unknown to the API"));
+    assert_eq!(meta.name, name);
+    assert!(meta.image.ends_with(IMAGE), "image {:?}", meta.image);
+    assert_eq!(meta.labels.get("app").map(String::as_str), Some("paltest"));
+    assert_eq!(
+        workload::runtime::inspect(&socket, &"0".repeat(64))
+            .await
+            .unwrap_or_else(|e| panic!("{}", control::error_chain(&e))),
+        None
+    );
+    drop(guard);
+}
