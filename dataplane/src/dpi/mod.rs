@@ -488,4 +488,4 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;

@@ -123,28 +123,8 @@ impl Default for Config {
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    /// xorshift64*: deterministic bytes for the no-panic loops.
-    pub(crate) struct Rng(u64);
-
-    impl Rng {
-        pub(crate) fn new(seed: u64) -> Rng {
-            Rng(seed | 1)
-        }
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-        pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-            for b in buf {
-                *b = self.next() as u8;
-            }
-        }
-    }
+    // The same deterministic generator as DPI's no-panic loops.
+    use crate::dpi::testutil::Rng;
 
     /// Every prefix of `seed`, 300 copies with a few bytes changed and cut at random, and 300
     /// random buffers: each handed to `f`, which must not panic.
