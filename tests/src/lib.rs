@@ -386,3 +386,49 @@ pub fn tcp_transfer(
     let (got, got_hash) = srv.join().expect("server thread");
     (sent, sent_hash, got, got_hash)
 }
+
+/// Line echo servers on `ports` of `addr` inside `ns`, for the rest of the test process;
+/// returns once every one is listening.
+pub fn echo_servers(ns: &Netns, addr: &'static str, ports: &[u16]) {
+    for &port in ports {
+        let (tx, rx) = std::sync::mpsc::channel();
+        ns.run(move || {
+            let l = TcpListener::bind((addr, port)).unwrap_or_else(|e| panic!("bind {port}: {e}"));
+            let _ = tx.send(());
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("echo server on {port}: {e}"));
+    }
+}
+
+/// Connects from `ns` to `addr:port` and exchanges a line with an echo server; the error kind
+/// when it fails.
+pub fn talk(ns: &Netns, addr: &'static str, port: u16) -> Result<(), std::io::ErrorKind> {
+    ns.run(move || {
+        let to: SocketAddr = format!("{addr}:{port}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{addr}:{port}: {e}"));
+        let mut s =
+            TcpStream::connect_timeout(&to, Duration::from_secs(3)).map_err(|e| e.kind())?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.kind())?;
+        s.write_all(b"ping\n").map_err(|e| e.kind())?;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).map_err(|e| e.kind())?;
+        assert_eq!(&buf, b"ping\n");
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|_| panic!("the client thread panicked"))
+}

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use palisade_tests::{Netns, Veth, bin, unique};
+use palisade_tests::{Netns, Veth, bin, echo_servers, talk, unique};
 use serde_json::{Value, json};
 
 const CLIENT: &str = "198.18.0.1";
@@ -336,53 +336,12 @@ fn free_port() -> SocketAddr {
 // ---------------------------------------------------------------------------------------
 // Traffic.
 
-/// Echo servers on 5001 and 5002 in the server namespace, for the rest of the test process.
-fn serve(ns: &Netns) {
-    for port in [5001u16, 5002] {
-        let (tx, rx) = mpsc::channel();
-        ns.run(move || {
-            let l = TcpListener::bind((SERVER, port)).unwrap();
-            tx.send(()).unwrap();
-            for s in l.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut s = s;
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5))
-            .expect("echo server");
-    }
-}
-
-/// Connects from the client namespace and exchanges a line; the error kind when it fails.
-fn talk(ns: &Netns, port: u16) -> Result<(), ErrorKind> {
-    ns.run(move || {
-        let addr: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
-        let mut s =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.kind())?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.write_all(b"ping\n").map_err(|e| e.kind())?;
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).map_err(|e| e.kind())?;
-        assert_eq!(&buf, b"ping\n");
-        Ok(())
-    })
-    .join()
-    .unwrap()
-}
-
 /// Repeats `talk` until it gives `want` (the policy reaches the dataplane asynchronously).
 fn talk_until(ns: &Netns, port: u16, want: Result<(), ErrorKind>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
     while Instant::now() < deadline {
-        let r = talk(ns, port);
+        let r = talk(ns, SERVER, port);
         if r == want {
             return;
         }
@@ -427,7 +386,7 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    serve(&ns_s);
+    echo_servers(&ns_s, SERVER, &[5001, 5002]);
 
     // ---- discover ------------------------------------------------------------------------
     let started = Instant::now();
@@ -452,7 +411,7 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
     // The workloads reach the dataplane asynchronously: connect until a rule is learned.
     let deadline = Instant::now() + Duration::from_secs(20);
     let rules = loop {
-        assert_eq!(talk(&ns_c, 5001), Ok(()));
+        assert_eq!(talk(&ns_c, SERVER, 5001), Ok(()));
         let until = Instant::now() + Duration::from_secs(3);
         let mut rules = learned_rules(&api);
         while rules.is_empty() && Instant::now() < until {
@@ -513,7 +472,11 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
         Err(ErrorKind::ConnectionRefused),
         Duration::from_secs(20),
     );
-    assert_eq!(talk(&ns_c, 5001), Ok(()), "the learned rule allows 5001");
+    assert_eq!(
+        talk(&ns_c, SERVER, 5001),
+        Ok(()),
+        "the learned rule allows 5001"
+    );
     let is_5002 = |e: &Value| {
         e["details"]["server"]["addr"]
             .as_str()
@@ -591,11 +554,11 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
         Duration::from_secs(30),
     );
     assert_eq!(
-        talk(&ns_c, 5001),
+        talk(&ns_c, SERVER, 5001),
         Ok(()),
         "the learned rule still allows 5001"
     );
-    assert_eq!(talk(&ns_c, 5002), Err(ErrorKind::ConnectionRefused));
+    assert_eq!(talk(&ns_c, SERVER, 5002), Err(ErrorKind::ConnectionRefused));
 
     drop(up2);
     drop((vc, vs, ns_c, ns_s));

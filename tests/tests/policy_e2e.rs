@@ -6,14 +6,13 @@
 //! goes away and the policy stays enforced.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use dataplane::ctl::Client;
 use dataplane::policy::{Action, Group, Mode, Policy, PortSpec, Rule, Workload};
 use dataplane::report::{Event, Verdict};
-use palisade_tests::{DpProcess, Netns, Veth, unique};
+use palisade_tests::{DpProcess, Netns, Veth, echo_servers, talk, unique};
 
 const CLIENT: &str = "198.18.0.1";
 const SERVER: &str = "198.18.0.2";
@@ -55,43 +54,6 @@ fn policy(generation: u64, mode: Mode) -> Policy {
     }
 }
 
-/// Echo servers on both ports in the server namespace, for the whole test.
-fn serve(ns: &Netns) {
-    for port in [5001u16, 5002] {
-        ns.run(move || {
-            let l = TcpListener::bind((SERVER, port)).unwrap();
-            for s in l.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut s = s;
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-    }
-}
-
-/// Connects from the client namespace and exchanges a line; the error kind when it fails.
-fn talk(ns: &Netns, port: u16) -> Result<(), ErrorKind> {
-    ns.run(move || {
-        let addr: SocketAddr = format!("{SERVER}:{port}").parse().unwrap();
-        let mut s =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.kind())?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.write_all(b"ping\n").map_err(|e| e.kind())?;
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).map_err(|e| e.kind())?;
-        assert_eq!(&buf, b"ping\n");
-        Ok(())
-    })
-    .join()
-    .unwrap()
-}
-
 /// Events until `pred` has seen what it wants or `timeout` passes.
 fn wait_events(
     c: &mut Client,
@@ -131,21 +93,21 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
         vb.host()
     ));
     dp.wait_ready(Duration::from_secs(30));
-    serve(&ns_b);
+    echo_servers(&ns_b, SERVER, &[5001, 5002]);
 
     let mut ctl = Client::connect(&socket).unwrap();
     let mut events = Client::connect(&socket).unwrap();
     events.subscribe().unwrap();
 
     // Before any policy: nothing is a workload, everything passes.
-    assert_eq!(talk(&ns_a, 5002), Ok(()));
+    assert_eq!(talk(&ns_a, SERVER, 5002), Ok(()));
 
     // protect: the rule's port works, the other is refused at once and reported.
     assert_eq!(ctl.set_policy(&policy(1, Mode::Protect)).unwrap(), 1);
-    assert_eq!(talk(&ns_a, 5001), Ok(()));
+    assert_eq!(talk(&ns_a, SERVER, 5001), Ok(()));
     let started = Instant::now();
     assert_eq!(
-        talk(&ns_a, 5002),
+        talk(&ns_a, SERVER, 5002),
         Err(ErrorKind::ConnectionRefused),
         "the dataplane answers with a RST"
     );
@@ -178,8 +140,8 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
 
     // discover: both pass, both are reported for learning.
     assert_eq!(ctl.set_policy(&policy(2, Mode::Discover)).unwrap(), 2);
-    assert_eq!(talk(&ns_a, 5001), Ok(()));
-    assert_eq!(talk(&ns_a, 5002), Ok(()));
+    assert_eq!(talk(&ns_a, SERVER, 5001), Ok(()));
+    assert_eq!(talk(&ns_a, SERVER, 5002), Ok(()));
     let mut ports = std::collections::BTreeSet::new();
     wait_events(&mut events, Duration::from_secs(10), |e| {
         if let Event::Connection(c) = e
@@ -197,8 +159,8 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
     drop(ctl);
     drop(events);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(talk(&ns_a, 5002), Err(ErrorKind::ConnectionRefused));
-    assert_eq!(talk(&ns_a, 5001), Ok(()));
+    assert_eq!(talk(&ns_a, SERVER, 5002), Err(ErrorKind::ConnectionRefused));
+    assert_eq!(talk(&ns_a, SERVER, 5001), Ok(()));
 
     // A new client resyncs: it learns the generation running.
     let again = Client::connect(&socket).unwrap();
