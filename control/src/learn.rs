@@ -309,44 +309,55 @@ pub fn learn(records: &[ConnectionRecord], ctx: &Context, existing: &[Rule]) -> 
     LearnOutcome { add, remove }
 }
 
+/// A context for tests: each workload `(id, group, mode, ip)` in its group of that mode.
+#[cfg(test)]
+pub(crate) fn test_context(workloads: &[(&str, &str, Mode, &str)], nodes: &[&str]) -> Context {
+    use dataplane::policy::{Group, Workload};
+    let mut groups: Vec<Group> = Vec::new();
+    for (_, g, mode, _) in workloads {
+        if !groups.iter().any(|x| x.name == *g) {
+            groups.push(Group {
+                name: (*g).into(),
+                mode: *mode,
+                members: vec![],
+                cidrs: vec![],
+            });
+        }
+    }
+    Context::from_policy(&Policy {
+        generation: 1,
+        groups,
+        rules: vec![],
+        workloads: workloads
+            .iter()
+            .map(|(id, g, mode, ip)| Workload {
+                id: (*id).into(),
+                group: (*g).into(),
+                mode: *mode,
+                macs: vec![],
+                ips: ip.parse().into_iter().collect(),
+                exempt: false,
+            })
+            .collect(),
+        nodes: nodes.iter().filter_map(|n| n.parse().ok()).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::policy::{Group, Workload};
     use dataplane::report::Verdict;
 
     fn ctx() -> Context {
-        let g = |name: &str, mode| Group {
-            name: name.into(),
-            mode,
-            members: vec![],
-            cidrs: vec![],
-        };
-        let w = |id: &str, group: &str, mode, ip: &str| Workload {
-            id: id.into(),
-            group: group.into(),
-            mode,
-            macs: vec![],
-            ips: vec![ip.parse().unwrap()],
-            exempt: false,
-        };
-        Context::from_policy(&Policy {
-            generation: 1,
-            groups: vec![
-                g("auto.client", Mode::Discover),
-                g("auto.web", Mode::Discover),
-                g("auto.db", Mode::Monitor),
-                g("auto.vault", Mode::Protect),
+        test_context(
+            &[
+                ("c1", "auto.client", Mode::Discover, "198.18.0.1"),
+                ("web1", "auto.web", Mode::Discover, "198.18.0.2"),
+                ("db1", "auto.db", Mode::Monitor, "198.18.0.3"),
+                ("v1", "auto.vault", Mode::Protect, "198.18.0.4"),
             ],
-            rules: vec![],
-            workloads: vec![
-                w("c1", "auto.client", Mode::Discover, "198.18.0.1"),
-                w("web1", "auto.web", Mode::Discover, "198.18.0.2"),
-                w("db1", "auto.db", Mode::Monitor, "198.18.0.3"),
-                w("v1", "auto.vault", Mode::Protect, "198.18.0.4"),
-            ],
-            nodes: vec!["198.18.200.0/24".parse().unwrap()],
-        })
+            &["198.18.200.0/24"],
+        )
     }
 
     /// A record as the dataplane sends it; `workload`/`group` are left as the dataplane would

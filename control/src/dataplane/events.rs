@@ -181,37 +181,17 @@ pub fn from_dataplane(ev: &Event, ctx: &Context, now_ms: i64) -> Option<NewEvent
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::policy::{Group, Mode, Policy, Workload};
+    use dataplane::policy::Mode;
     use dataplane::report::{ConnectionRecord, ThreatKind};
 
     fn ctx() -> Context {
-        let g = |name: &str, mode| Group {
-            name: name.into(),
-            mode,
-            members: vec![],
-            cidrs: vec![],
-        };
-        let w = |id: &str, group: &str, mode, ip: &str| Workload {
-            id: id.into(),
-            group: group.into(),
-            mode,
-            macs: vec![],
-            ips: vec![ip.parse().unwrap()],
-            exempt: false,
-        };
-        Context::from_policy(&Policy {
-            generation: 1,
-            groups: vec![
-                g("auto.client", Mode::Monitor),
-                g("auto.web", Mode::Protect),
+        crate::learn::test_context(
+            &[
+                ("c1", "auto.client", Mode::Monitor, "198.18.0.1"),
+                ("web1", "auto.web", Mode::Protect, "198.18.0.2"),
             ],
-            rules: vec![],
-            workloads: vec![
-                w("c1", "auto.client", Mode::Monitor, "198.18.0.1"),
-                w("web1", "auto.web", Mode::Protect, "198.18.0.2"),
-            ],
-            nodes: vec![],
-        })
+            &[],
+        )
     }
 
     fn ep(addr: &str) -> Endpoint {
