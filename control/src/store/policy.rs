@@ -228,42 +228,106 @@ fn check_rule_ends(c: &Connection, r: &Rule) -> Result<()> {
     Ok(())
 }
 
-fn process_entries(c: &Connection, group: &str) -> Result<Vec<ProcessEntry>> {
-    let mut stmt = c.prepare("SELECT body FROM process_entries WHERE grp = ?1 ORDER BY rowid")?;
+/// A per-group list the store keeps (process profiles, file rules): a table keyed by the
+/// group and the entry's identity columns, holding the entry as JSON.
+trait GroupEntry: Serialize + serde::de::DeserializeOwned {
+    /// Table.
+    const TABLE: &'static str;
+    /// Identity columns.
+    const KEY: &'static [&'static str];
+    /// For messages: "process profile", "file rules".
+    const WHAT: &'static str;
+    /// Identity values, in `KEY` order.
+    fn key(&self) -> Vec<&str>;
+    /// The entry's own validation, under `field`.
+    fn check(&self, field: &str) -> std::result::Result<(), Invalid>;
+}
+
+impl GroupEntry for ProcessEntry {
+    const TABLE: &'static str = "process_entries";
+    const KEY: &'static [&'static str] = &["name", "path"];
+    const WHAT: &'static str = "process profile";
+    fn key(&self) -> Vec<&str> {
+        vec![&self.name, &self.path]
+    }
+    fn check(&self, field: &str) -> std::result::Result<(), Invalid> {
+        self.validate(field)
+    }
+}
+
+impl GroupEntry for FileRule {
+    const TABLE: &'static str = "file_rules";
+    const KEY: &'static [&'static str] = &["filter"];
+    const WHAT: &'static str = "file rules";
+    fn key(&self) -> Vec<&str> {
+        vec![&self.filter]
+    }
+    fn check(&self, field: &str) -> std::result::Result<(), Invalid> {
+        self.validate(field)
+    }
+}
+
+/// A group's entries in insertion order. (Table and column names are this module's
+/// constants, never input.)
+fn entries<T: GroupEntry>(c: &Connection, group: &str) -> Result<Vec<T>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT body FROM {} WHERE grp = ?1 ORDER BY rowid",
+        T::TABLE
+    ))?;
     let rows = stmt
         .query_map([group], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.iter()
-        .map(|b| from_json(&format!("process profile of {group}"), b))
+        .map(|b| from_json(&format!("{} of {group}", T::WHAT), b))
         .collect()
 }
 
-fn file_rules(c: &Connection, group: &str) -> Result<Vec<FileRule>> {
-    let mut stmt = c.prepare("SELECT body FROM file_rules WHERE grp = ?1 ORDER BY rowid")?;
-    let rows = stmt
-        .query_map([group], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.iter()
-        .map(|b| from_json(&format!("file rules of {group}"), b))
-        .collect()
-}
-
-fn upsert_process_entry(c: &Connection, group: &str, e: &ProcessEntry) -> Result<()> {
-    c.execute(
-        "INSERT INTO process_entries (grp, name, path, body) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (grp, name, path) DO UPDATE SET body = excluded.body",
-        params![group, e.name, e.path, to_json(e)?],
-    )?;
+/// Adds `e`, or replaces the entry with its identity.
+fn upsert_entry<T: GroupEntry>(c: &Connection, group: &str, e: &T) -> Result<()> {
+    let cols = T::KEY.join(", ");
+    let marks: Vec<String> = (0..T::KEY.len()).map(|i| format!("?{}", i + 2)).collect();
+    let sql = format!(
+        "INSERT INTO {t} (grp, {cols}, body) VALUES (?1, {marks}, ?{body})
+         ON CONFLICT (grp, {cols}) DO UPDATE SET body = excluded.body",
+        t = T::TABLE,
+        marks = marks.join(", "),
+        body = T::KEY.len() + 2,
+    );
+    let body = to_json(e)?;
+    let mut values: Vec<&str> = vec![group];
+    values.extend(e.key());
+    values.push(&body);
+    c.execute(&sql, rusqlite::params_from_iter(values))?;
     Ok(())
 }
 
-fn upsert_file_rule(c: &Connection, group: &str, f: &FileRule) -> Result<()> {
-    c.execute(
-        "INSERT INTO file_rules (grp, filter, body) VALUES (?1, ?2, ?3)
-         ON CONFLICT (grp, filter) DO UPDATE SET body = excluded.body",
-        params![group, f.filter, to_json(f)?],
-    )?;
-    Ok(())
+/// Deletes the entry with `e`'s identity; its identity as JSON when there was one.
+fn delete_entry<T: GroupEntry>(
+    c: &Connection,
+    group: &str,
+    e: &T,
+) -> Result<Option<serde_json::Value>> {
+    let cond: Vec<String> = T::KEY
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{k} = ?{}", i + 2))
+        .collect();
+    let sql = format!(
+        "DELETE FROM {} WHERE grp = ?1 AND {}",
+        T::TABLE,
+        cond.join(" AND ")
+    );
+    let mut values: Vec<&str> = vec![group];
+    values.extend(e.key());
+    if c.execute(&sql, rusqlite::params_from_iter(values))? == 0 {
+        return Ok(None);
+    }
+    let key: serde_json::Map<String, serde_json::Value> = T::KEY
+        .iter()
+        .zip(e.key())
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(v)))
+        .collect();
+    Ok(Some(serde_json::Value::Object(key)))
 }
 
 fn require_group(c: &Connection, name: &str) -> Result<()> {
@@ -380,8 +444,8 @@ impl Store {
                     list.join(", ")
                 )));
             }
-            let processes = process_entries(tx, name)?.len();
-            let files = file_rules(tx, name)?.len();
+            let processes = entries::<ProcessEntry>(tx, name)?.len();
+            let files = entries::<FileRule>(tx, name)?.len();
             tx.execute("DELETE FROM groups WHERE name = ?1", [name])?;
             audit(
                 tx,
@@ -558,7 +622,7 @@ impl Store {
     pub fn process_profile(&self, group: &str) -> Result<Vec<ProcessEntry>> {
         self.read(|c| {
             require_group(c, group)?;
-            process_entries(c, group)
+            entries::<ProcessEntry>(c, group)
         })
     }
 
@@ -572,41 +636,14 @@ impl Store {
         delete: Vec<ProcessEntry>,
         actor: &str,
     ) -> Result<(Vec<ProcessEntry>, Event)> {
-        for (i, e) in add.iter().enumerate() {
-            e.validate(&format!("add[{i}]"))?;
-        }
-        self.write(|tx| {
-            require_group(tx, group)?;
-            let mut deleted = Vec::new();
-            for e in &delete {
-                let n = tx.execute(
-                    "DELETE FROM process_entries WHERE grp = ?1 AND name = ?2 AND path = ?3",
-                    params![group, e.name, e.path],
-                )?;
-                if n > 0 {
-                    deleted.push(serde_json::json!({"name": e.name, "path": e.path}));
-                }
-            }
-            for e in &add {
-                upsert_process_entry(tx, group, e)?;
-            }
-            let profile = process_entries(tx, group)?;
-            let ev = audit(
-                tx,
-                actor,
-                Some(group),
-                format!("process profile of {group} changed"),
-                serde_json::json!({"added": json_value(&add), "deleted": deleted}),
-            )?;
-            Ok((profile, ev))
-        })
+        self.patch_entries(group, add, delete, actor)
     }
 
     /// A group's file rules; [`StoreError::NotFound`] for an unknown group.
     pub fn file_rules(&self, group: &str) -> Result<Vec<FileRule>> {
         self.read(|c| {
             require_group(c, group)?;
-            file_rules(c, group)
+            entries::<FileRule>(c, group)
         })
     }
 
@@ -618,33 +655,38 @@ impl Store {
         delete: Vec<FileRule>,
         actor: &str,
     ) -> Result<(Vec<FileRule>, Event)> {
-        for (i, f) in add.iter().enumerate() {
-            f.validate(&format!("add[{i}]"))?;
+        self.patch_entries(group, add, delete, actor)
+    }
+
+    /// Both patches: delete by identity, then add or replace, one audit event.
+    fn patch_entries<T: GroupEntry>(
+        &self,
+        group: &str,
+        add: Vec<T>,
+        delete: Vec<T>,
+        actor: &str,
+    ) -> Result<(Vec<T>, Event)> {
+        for (i, e) in add.iter().enumerate() {
+            e.check(&format!("add[{i}]"))?;
         }
         self.write(|tx| {
             require_group(tx, group)?;
             let mut deleted = Vec::new();
-            for f in &delete {
-                let n = tx.execute(
-                    "DELETE FROM file_rules WHERE grp = ?1 AND filter = ?2",
-                    params![group, f.filter],
-                )?;
-                if n > 0 {
-                    deleted.push(f.filter.clone());
-                }
+            for e in &delete {
+                deleted.extend(delete_entry(tx, group, e)?);
             }
-            for f in &add {
-                upsert_file_rule(tx, group, f)?;
+            for e in &add {
+                upsert_entry(tx, group, e)?;
             }
-            let rules = file_rules(tx, group)?;
+            let now = entries::<T>(tx, group)?;
             let ev = audit(
                 tx,
                 actor,
                 Some(group),
-                format!("file rules of {group} changed"),
+                format!("{} of {group} changed", T::WHAT),
                 serde_json::json!({"added": json_value(&add), "deleted": deleted}),
             )?;
-            Ok((rules, ev))
+            Ok((now, ev))
         })
     }
 
@@ -656,11 +698,11 @@ impl Store {
             let mut process_profiles = BTreeMap::new();
             let mut file_rule_map = BTreeMap::new();
             for g in &groups {
-                let p = process_entries(c, &g.name)?;
+                let p = entries::<ProcessEntry>(c, &g.name)?;
                 if !p.is_empty() {
                     process_profiles.insert(g.name.clone(), p);
                 }
-                let f = file_rules(c, &g.name)?;
+                let f = entries::<FileRule>(c, &g.name)?;
                 if !f.is_empty() {
                     file_rule_map.insert(g.name.clone(), f);
                 }
@@ -714,14 +756,14 @@ impl Store {
             let mut processes = 0;
             for (g, entries) in &snapshot.process_profiles {
                 for e in entries {
-                    upsert_process_entry(tx, g, e)?;
+                    upsert_entry(tx, g, e)?;
                     processes += 1;
                 }
             }
             let mut files = 0;
             for (g, rules) in &snapshot.file_rules {
                 for f in rules {
-                    upsert_file_rule(tx, g, f)?;
+                    upsert_entry(tx, g, f)?;
                     files += 1;
                 }
             }
