@@ -38,6 +38,43 @@ pub struct Config {
     pub workloads: Vec<crate::model::Workload>,
     /// `[[notify]]`: where events are delivered (none by default).
     pub notify: Vec<NotifyTarget>,
+    /// `[plumb]`: how containers are connected to the dataplane.
+    pub plumb: PlumbConfig,
+}
+
+/// What the dataplane's death does to inline workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// The direct path comes back (traffic flows unfiltered) until the dataplane returns.
+    #[default]
+    Open,
+    /// Inline workloads stay cut off until the dataplane returns.
+    Closed,
+}
+
+/// `[plumb]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlumbConfig {
+    /// Connect discovered containers to the dataplane (tap or inline by mode).
+    pub enabled: bool,
+    /// Inline workloads when `palisade-dp` is down.
+    pub fail: FailMode,
+    /// The veth whose end the dataplane reads mirrored traffic from (`<name>` gets the
+    /// mirrors, `<name>-dp` is the dataplane's port); at most 11 characters.
+    pub tap_iface: String,
+    /// Plumb only containers whose host veth is on one of these bridges (empty: any bridge).
+    pub bridges: Vec<String>,
+}
+
+impl Default for PlumbConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            fail: FailMode::Open,
+            tap_iface: "pal-tap".into(),
+            bridges: Vec::new(),
+        }
+    }
 }
 
 /// `[discovery]`.
@@ -51,7 +88,20 @@ pub struct DiscoveryConfig {
     pub runtime_socket: Option<PathBuf>,
     /// Time between two discovery scans, milliseconds.
     pub interval_ms: u64,
+    /// Kubernetes namespaces whose pods are exempt (alert only, never inline or blocked).
+    pub system_namespaces: Vec<String>,
 }
+
+/// Default `[discovery] system_namespaces`.
+pub const DEFAULT_SYSTEM_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "istio-system",
+    "cattle-system",
+    "neuvector",
+    "palisade",
+];
 
 /// Default `[discovery] interval_ms`.
 pub const DEFAULT_DISCOVERY_INTERVAL_MS: u64 = 2000;
@@ -107,6 +157,21 @@ struct RawConfig {
     workload: Vec<Spanned<crate::model::Workload>>,
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
+    #[serde(default)]
+    plumb: RawPlumb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlumb {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    fail: Option<Spanned<String>>,
+    #[serde(default)]
+    tap_iface: Option<Spanned<String>>,
+    #[serde(default)]
+    bridges: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +197,8 @@ struct RawDiscovery {
     runtime_socket: Option<Spanned<String>>,
     #[serde(default)]
     interval_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    system_namespaces: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +285,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
     };
+    let system_namespaces = match raw.discovery.system_namespaces {
+        None => DEFAULT_SYSTEM_NAMESPACES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        Some(list) => list.into_iter().map(Spanned::into_inner).collect(),
+    };
+    let plumb = validate_plumb(&src, raw.plumb)?;
     let mut workloads = Vec::with_capacity(raw.workload.len());
     for w in raw.workload {
         let span = w.span();
@@ -249,10 +324,66 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             default_mode,
             runtime_socket,
             interval_ms,
+            system_namespaces,
         },
         workloads,
         notify,
+        plumb,
     })
+}
+
+/// A Linux interface name: 1..=15 bytes, none of `/`, whitespace, `:` or NUL.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
+}
+
+fn validate_plumb(src: &Source<'_>, raw: RawPlumb) -> Result<PlumbConfig, ConfigError> {
+    let mut out = PlumbConfig::default();
+    if let Some(e) = raw.enabled {
+        out.enabled = e;
+    }
+    if let Some(f) = raw.fail {
+        out.fail = match f.get_ref().as_str() {
+            "open" => FailMode::Open,
+            "closed" => FailMode::Closed,
+            other => {
+                return Err(src.error(
+                    f.span(),
+                    format!("`fail` must be open or closed, not `{other}`"),
+                ));
+            }
+        };
+    }
+    if let Some(t) = raw.tap_iface {
+        if !valid_ifname(t.get_ref()) || t.get_ref().len() > 11 {
+            return Err(src.error(
+                t.span(),
+                format!(
+                    "`tap_iface` must be an interface name of 1 to 11 characters (without '/', ':' or spaces), not `{}`",
+                    t.get_ref()
+                ),
+            ));
+        }
+        out.tap_iface = t.into_inner();
+    }
+    if let Some(list) = raw.bridges {
+        for b in list {
+            if !valid_ifname(b.get_ref()) {
+                return Err(src.error(
+                    b.span(),
+                    format!("`bridges`: `{}` is not an interface name", b.get_ref()),
+                ));
+            }
+            out.bridges.push(b.into_inner());
+        }
+    }
+    Ok(out)
 }
 
 fn validate_notify(src: &Source<'_>, raw: Spanned<RawNotify>) -> Result<NotifyTarget, ConfigError> {
@@ -433,6 +564,10 @@ fn validate_api(src: &Source<'_>, raw: Option<Spanned<RawApi>>) -> Result<ApiCon
 mod tests {
     use super::*;
 
+    fn ok(text: &str) -> Config {
+        parse(text, Path::new("c.toml")).unwrap()
+    }
+
     fn bad(text: &str) -> (usize, String) {
         let e = parse(text, Path::new("c.toml")).unwrap_err();
         (e.line().unwrap_or(0), e.message())
@@ -611,6 +746,29 @@ mod tests {
         );
         let (line, msg) = bad("[[notify]]\nkind = \"syslog\"\nport = 514\n");
         assert_eq!(line, 3, "{msg}");
+    }
+
+    #[test]
+    fn plumb_section() {
+        let c = ok("");
+        assert_eq!(c.plumb, PlumbConfig::default());
+        assert!(c.plumb.enabled);
+        assert_eq!(c.discovery.system_namespaces.len(), DEFAULT_SYSTEM_NAMESPACES.len());
+        let c = ok(
+            "[plumb]\nenabled = false\nfail = \"closed\"\ntap_iface = \"t1\"\nbridges = [\"podman9\"]\n[discovery]\nsystem_namespaces = [\"ops\"]\n",
+        );
+        assert!(!c.plumb.enabled);
+        assert_eq!(c.plumb.fail, FailMode::Closed);
+        assert_eq!(c.plumb.tap_iface, "t1");
+        assert_eq!(c.plumb.bridges, vec!["podman9".to_owned()]);
+        assert_eq!(c.discovery.system_namespaces, vec!["ops".to_owned()]);
+        assert_eq!(
+            bad("[plumb]\nfail = \"ajar\"\n"),
+            (2, "`fail` must be open or closed, not `ajar`".into())
+        );
+        assert_eq!(bad("[plumb]\ntap_iface = \"much-too-long\"\n").0, 2);
+        assert_eq!(bad("[plumb]\n\nbridges = [\"a/b\"]\n").0, 3);
+        assert_eq!(bad("[plumb]\nmirror = 1\n").0, 2);
     }
 
     #[test]

@@ -90,11 +90,13 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .await;
     declare_configured(&core, &cfg.workloads).await?;
     // Containers on this host, kept as workloads (not with the demo: its ports are veths).
+    let (found_tx, _found_rx) = tokio::sync::watch::channel(Arc::new(Vec::new()));
     if !opts.demo {
         tokio::spawn(crate::workload::sync::run(
             Arc::clone(&core),
             cfg.discovery.runtime_socket.clone(),
             Duration::from_millis(cfg.discovery.interval_ms),
+            found_tx,
         ));
     }
 

@@ -68,8 +68,15 @@ pub fn workload(d: &Discovered, meta: Option<&Meta>) -> Workload {
 }
 
 /// Runs the discovery loop until the process ends; `runtime_socket` as configured (`None`:
-/// the first default socket that exists, looked for again at every scan).
-pub async fn run(core: Arc<Core>, runtime_socket: Option<PathBuf>, interval: Duration) {
+/// the first default socket that exists, looked for again at every scan). Every scan's
+/// containers are published on `found` (for the plumbing, which needs their pids, veths and
+/// bridges).
+pub async fn run(
+    core: Arc<Core>,
+    runtime_socket: Option<PathBuf>,
+    interval: Duration,
+    found_tx: tokio::sync::watch::Sender<Arc<Vec<Discovered>>>,
+) {
     // The discovered workloads of an earlier run are the starting point: those gone since
     // are removed by the first scan.
     let mut previous: BTreeMap<String, Workload> = match core.db(|s| s.workloads()).await {
@@ -124,16 +131,22 @@ pub async fn run(core: Arc<Core>, runtime_socket: Option<PathBuf>, interval: Dur
             .map(|d| workload(d, metas.get(&d.container_id)))
             .collect();
         let changes = diff(&previous, &current);
-        if changes.is_empty() {
-            continue;
-        }
-        match apply(&core, changes).await {
-            Ok(()) => {
-                previous = current.into_iter().map(|w| (w.id.clone(), w)).collect();
-                core.policy_changed();
+        if !changes.is_empty() {
+            match apply(&core, changes).await {
+                Ok(()) => {
+                    previous = current.into_iter().map(|w| (w.id.clone(), w)).collect();
+                    core.policy_changed();
+                }
+                Err(e) => tracing::warn!(error = %e, "discovery: cannot store the workloads"),
             }
-            Err(e) => tracing::warn!(error = %e, "discovery: cannot store the workloads"),
         }
+        found_tx.send_if_modified(|old| {
+            if **old == found {
+                return false;
+            }
+            *old = Arc::new(found);
+            true
+        });
     }
 }
 
