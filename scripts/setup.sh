@@ -58,21 +58,31 @@ if ! mountpoint -q /dev/hugepages; then
   log "mounted hugetlbfs on /dev/hugepages"
 fi
 
-# The image the real-container tests run (control/tests/discovery_podman.rs): busybox and its
-# applets, nothing else, so it needs no registry.
+# The image the real-container tests run (control/tests/discovery_podman.rs,
+# tests/tests/containers_e2e.rs): busybox and its applets, /www for httpd, and the /etc files
+# static busybox needs (its wget looks the port up in /etc/services through glibc's NSS and
+# crashes without it), so it needs no registry. IMAGE_VERSION changes when its content does;
+# an older image is rebuilt.
 BUSYBOX_IMAGE=palisade-busybox:test
-if ! podman image exists "$BUSYBOX_IMAGE"; then
-  log "building $BUSYBOX_IMAGE"
+IMAGE_VERSION=2
+have=$(podman image inspect --format '{{index .Labels "palisade.image.version"}}' "$BUSYBOX_IMAGE" 2>/dev/null || true)
+if [[ $have != "$IMAGE_VERSION" ]]; then
+  log "building $BUSYBOX_IMAGE (version $IMAGE_VERSION)"
   rootfs=$(mktemp -d)
-  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/www"
+  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/www" "$rootfs/etc"
   cp /bin/busybox "$rootfs/bin/busybox"
   for applet in $("$rootfs/bin/busybox" --list); do
     [[ $applet == busybox ]] || ln -s busybox "$rootfs/bin/$applet"
   done
-  tar -C "$rootfs" -c . | podman import --quiet - "$BUSYBOX_IMAGE" >/dev/null
+  printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+  printf 'hosts: files\nservices: files\npasswd: files\ngroup: files\n' >"$rootfs/etc/nsswitch.conf"
+  printf 'http 80/tcp\nhttps 443/tcp\n' >"$rootfs/etc/services"
+  podman image rm --force "$BUSYBOX_IMAGE" >/dev/null 2>&1 || true
+  tar -C "$rootfs" -c . | podman import --quiet --change "LABEL palisade.image.version=$IMAGE_VERSION" - "$BUSYBOX_IMAGE" >/dev/null
   rm -rf "$rootfs"
 else
-  log "image $BUSYBOX_IMAGE present"
+  log "image $BUSYBOX_IMAGE present (version $IMAGE_VERSION)"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod learn;
 pub mod model;
 pub mod notify;
+pub mod plumb;
 pub mod policy;
 pub mod policy_code;
 pub mod service;

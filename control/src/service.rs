@@ -47,6 +47,8 @@ pub struct Core {
     pub dp_restarts: AtomicU64,
     /// Delivery counters of the notification targets, once started.
     pub notify: std::sync::OnceLock<Vec<Arc<crate::notify::TargetStats>>>,
+    /// How each plumbed container is connected now (by workload id), kept by the plumbing.
+    pub plumbing: std::sync::Mutex<std::collections::HashMap<String, crate::model::Plumbing>>,
 }
 
 impl Core {
@@ -68,7 +70,18 @@ impl Core {
             events_by_kind: Default::default(),
             dp_restarts: AtomicU64::new(0),
             notify: std::sync::OnceLock::new(),
+            plumbing: Default::default(),
         })
+    }
+
+    /// `w` with the plumbing it has now (stored workloads say `none`).
+    pub fn with_plumbing(&self, mut w: crate::model::Workload) -> crate::model::Workload {
+        if let Ok(m) = self.plumbing.lock()
+            && let Some(p) = m.get(&w.id)
+        {
+            w.plumbing = *p;
+        }
+        w
     }
 
     /// Runs `f` on the store off the async workers (SQLite writes wait for fsync).

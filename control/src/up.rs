@@ -90,7 +90,7 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .await;
     declare_configured(&core, &cfg.workloads).await?;
     // Containers on this host, kept as workloads (not with the demo: its ports are veths).
-    let (found_tx, _found_rx) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+    let (found_tx, found_rx) = tokio::sync::watch::channel(Arc::new(Vec::new()));
     if !opts.demo {
         tokio::spawn(crate::workload::sync::run(
             Arc::clone(&core),
@@ -128,6 +128,18 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     if let Some(h) = &dp {
         let _ = core.dp.set(h.clone());
     }
+    // Containers to the dataplane (tap or inline by mode); stopped, and undone, before it.
+    let (plumb_stop, plumb_stop_rx) = tokio::sync::watch::channel(false);
+    let plumbing = match &dp {
+        Some(h) if !opts.demo && cfg.plumb.enabled => Some(tokio::spawn(crate::plumb::run(
+            Arc::clone(&core),
+            cfg.plumb.clone(),
+            h.clone(),
+            found_rx,
+            plumb_stop_rx,
+        ))),
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
@@ -207,6 +219,10 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     let _ = core
         .record(system(Severity::Info, "palisade stopping"))
         .await;
+    let _ = plumb_stop.send(true);
+    if let Some(p) = plumbing {
+        let _ = p.await;
+    }
     if let Some(h) = dp {
         h.shutdown().await;
     }

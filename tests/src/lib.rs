@@ -24,6 +24,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
+pub mod podman;
+pub mod up;
+
 /// A name unique to this process and call, at most `prefix.len() + 9` characters (interface
 /// names may not exceed 15).
 pub fn unique(prefix: &str) -> String {

@@ -33,7 +33,13 @@ pub async fn list(
     _c: Caller,
     Params(q): Params<WorkloadQuery>,
 ) -> Result<Json<List<Workload>>, ApiError> {
-    let mut all = state.core.db(|s| s.workloads()).await?;
+    let mut all: Vec<Workload> = state
+        .core
+        .db(|s| s.workloads())
+        .await?
+        .into_iter()
+        .map(|w| state.core.with_plumbing(w))
+        .collect();
     all.sort_by(|a, b| a.id.cmp(&b.id));
     all.retain(|w| q.group.as_ref().is_none_or(|g| &w.group == g));
     let (items, next) = page(
@@ -60,7 +66,7 @@ pub async fn get(
         .core
         .db(move |s| s.workload(&i))
         .await?
-        .map(Json)
+        .map(|w| Json(state.core.with_plumbing(w)))
         .ok_or_else(|| ApiError::not_found(format!("no workload `{id}`")))
 }
 

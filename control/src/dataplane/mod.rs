@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use backoff::Backoff;
-pub use supervisor::{Supervisor, SupervisorHandle, SupervisorOptions};
+pub use supervisor::{DpState, Supervisor, SupervisorHandle, SupervisorOptions};
 
 use dataplane::ctl::{CtlError, ErrorCode};
 
@@ -77,6 +77,12 @@ pub enum DpError {
     /// The supervisor was shut down.
     #[error("the dataplane supervisor is shut down")]
     Shutdown,
+    /// The request was for a dataplane run that has ended (its pairs died with it).
+    #[error("the dataplane run the request was meant for has ended")]
+    WrongRun,
+    /// A reply of the wrong kind.
+    #[error("unexpected reply from the dataplane: {0}")]
+    Unexpected(String),
 }
 
 impl From<CtlError> for DpError {

@@ -21,6 +21,14 @@
 //! sent on the next connect. A snapshot the dataplane refuses fails its waiters with
 //! [`DpError::Refused`] and is not resent: resyncs send the last acknowledged one.
 //!
+//! # Plumbing
+//!
+//! [`SupervisorHandle::state`] follows the dataplane: which *run* (connection) is current,
+//! whether it is up, and the snapshot it acknowledged last. Port pairs are per run:
+//! [`SupervisorHandle::add_pair`] and [`SupervisorHandle::remove_pair`] name the run they are
+//! meant for and fail with [`DpError::WrongRun`] once another run replaced it (its pairs died
+//! with its dataplane).
+//!
 //! # Notices
 //!
 //! Events are sent with backpressure (a slow consumer slows the events connection; the
@@ -36,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use dataplane::ctl::{Client, ClientConfig, CtlError, Stats};
+use dataplane::ctl::{Client, ClientConfig, CtlError, Message, PortSpecDto, Stats};
 use dataplane::policy::Policy;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -91,6 +99,24 @@ impl SupervisorOptions {
 type PolicyWaiter = oneshot::Sender<Result<u64, DpError>>;
 type StatsWaiter = oneshot::Sender<Result<Stats, DpError>>;
 
+/// A request for one run's connection.
+struct Request {
+    run: u64,
+    msg: Message,
+    reply: oneshot::Sender<Result<Message, DpError>>,
+}
+
+/// The dataplane as the plumbing sees it; see the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct DpState {
+    /// The current run (connection); 0 before the first.
+    pub run: u64,
+    /// Connected and resynced.
+    pub up: bool,
+    /// The snapshot it acknowledged last (kept across runs: a new run is resynced to it).
+    pub acked: Option<Arc<Policy>>,
+}
+
 #[derive(Default)]
 struct State {
     /// Newest snapshot not yet acknowledged, with everyone waiting for it or an older one.
@@ -99,6 +125,7 @@ struct State {
     /// Last snapshot the dataplane acknowledged (what a resync sends).
     acked: Option<Policy>,
     stats: Vec<StatsWaiter>,
+    requests: Vec<Request>,
     shutdown: bool,
     /// Bumped on every connect; an events thread of an older connection stops.
     epoch: u64,
@@ -112,6 +139,7 @@ struct Shared {
     pid: AtomicU32,
     connected: AtomicBool,
     finished: watch::Sender<bool>,
+    dp_state: watch::Sender<DpState>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -199,6 +227,7 @@ impl Supervisor {
             pid: AtomicU32::new(0),
             connected: AtomicBool::new(false),
             finished,
+            dp_state: watch::channel(DpState::default()).0,
         });
         let handle = SupervisorHandle {
             shared: shared.clone(),
@@ -275,6 +304,61 @@ impl SupervisorHandle {
         }
     }
 
+    /// The dataplane's run, liveness and acknowledged snapshot, as they change.
+    pub fn state(&self) -> watch::Receiver<DpState> {
+        self.shared.dp_state.subscribe()
+    }
+
+    /// Sends `msg` on run `run`'s connection and returns the reply (an error reply is
+    /// [`DpError::Refused`]); waits at most `timeout`.
+    pub async fn request(
+        &self,
+        run: u64,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, DpError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.shared.lock();
+            if st.shutdown {
+                return Err(DpError::Shutdown);
+            }
+            st.requests.push(Request {
+                run,
+                msg,
+                reply: tx,
+            });
+        }
+        self.shared.cond.notify_all();
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(DpError::Shutdown),
+            Err(_) => Err(DpError::Timeout(timeout)),
+        }
+    }
+
+    /// Attaches two ports as a forwarding pair on run `run`; returns the pair id.
+    pub async fn add_pair(&self, run: u64, a: PortSpecDto, b: PortSpecDto) -> Result<u64, DpError> {
+        let msg = Message::AddPair {
+            ports: Box::new([a, b]),
+        };
+        match self.request(run, msg, PAIR_TIMEOUT).await? {
+            Message::PairAdded { id } => Ok(id),
+            other => Err(DpError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Detaches pair `id` of run `run`.
+    pub async fn remove_pair(&self, run: u64, id: u64) -> Result<(), DpError> {
+        match self
+            .request(run, Message::RemovePair { id }, PAIR_TIMEOUT)
+            .await?
+        {
+            Message::Ok => Ok(()),
+            other => Err(DpError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Pid of the running `palisade-dp` child, if one runs.
     pub fn pid(&self) -> Option<u32> {
         match self.shared.pid.load(Ordering::Acquire) {
@@ -296,6 +380,10 @@ impl SupervisorHandle {
         let _ = rx.wait_for(|done| *done).await;
     }
 }
+
+/// How long adding or removing a pair may take (attaching an `af_packet` port takes tens of
+/// milliseconds; a busy dataplane more).
+pub const PAIR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The supervisor thread.
 struct Runner {
@@ -440,7 +528,13 @@ impl Runner {
                 for w in st.stats.drain(..) {
                     let _ = w.send(Err(DpError::NotConnected));
                 }
+                for r in st.requests.drain(..) {
+                    let _ = r.reply.send(Err(DpError::WrongRun));
+                }
             }
+            self.shared
+                .dp_state
+                .send_if_modified(|s| std::mem::replace(&mut s.up, false));
             if let Some(c) = child.as_mut() {
                 let grace = match end {
                     End::Shutdown => self.opts.stop_timeout,
@@ -468,6 +562,9 @@ impl Runner {
         }
         for w in st.stats.drain(..) {
             let _ = w.send(Err(DpError::Shutdown));
+        }
+        for r in st.requests.drain(..) {
+            let _ = r.reply.send(Err(DpError::Shutdown));
         }
         st.pending = None;
     }
@@ -560,15 +657,21 @@ impl Runner {
             if let Some(end) = self.check(&mut child) {
                 return end;
             }
-            let (stats, send) = {
+            let (stats, send, requests) = {
                 let mut st = self.shared.lock();
                 let stats: Vec<StatsWaiter> = st.stats.drain(..).collect();
+                // Requests wait until the run is announced (resynced).
+                let requests: Vec<Request> = if announced {
+                    st.requests.drain(..).collect()
+                } else {
+                    Vec::new()
+                };
                 let send = match st.pending.take() {
                     Some(p) => Some((p, std::mem::take(&mut st.waiters))),
                     None if resync => st.acked.clone().map(|p| (p, Vec::new())),
                     None => None,
                 };
-                (stats, send)
+                (stats, send, requests)
             };
             resync = false;
             if let Some((policy, waiters)) = send {
@@ -576,7 +679,11 @@ impl Runner {
                     Ok(g) => {
                         generation = g;
                         tracing::info!(generation = g, "dataplane runs the policy");
-                        self.shared.lock().acked = Some(policy);
+                        let policy = Arc::new(policy);
+                        self.shared
+                            .dp_state
+                            .send_modify(|s| s.acked = Some(Arc::clone(&policy)));
+                        self.shared.lock().acked = Some(Arc::unwrap_or_clone(policy));
                         for w in waiters {
                             let _ = w.send(Ok(g));
                         }
@@ -608,6 +715,10 @@ impl Runner {
             if !announced {
                 announced = true;
                 self.shared.connected.store(true, Ordering::Release);
+                self.shared.dp_state.send_modify(|s| {
+                    s.run = epoch;
+                    s.up = true;
+                });
                 tracing::info!(generation, "dataplane up");
                 self.notice(DpNotice::Up { generation });
             }
@@ -630,11 +741,38 @@ impl Runner {
                     }
                 }
             }
+            for r in requests {
+                if broken.is_some() {
+                    let _ = r.reply.send(Err(DpError::NotConnected));
+                    continue;
+                }
+                if r.run != epoch {
+                    let _ = r.reply.send(Err(DpError::WrongRun));
+                    continue;
+                }
+                match ctl.request(r.msg) {
+                    Ok(m) => {
+                        let _ = r.reply.send(Ok(m));
+                    }
+                    Err(e @ CtlError::Remote { .. }) => {
+                        let _ = r.reply.send(Err(e.into()));
+                    }
+                    Err(e) => {
+                        broken = Some(format!("request failed: {e}"));
+                        let _ = r.reply.send(Err(e.into()));
+                    }
+                }
+            }
             if let Some(reason) = broken {
                 return End::Broken(reason);
             }
             let st = self.shared.lock();
-            if st.pending.is_none() && st.stats.is_empty() && !st.shutdown && st.lost.is_none() {
+            if st.pending.is_none()
+                && st.stats.is_empty()
+                && (st.requests.is_empty() || !announced)
+                && !st.shutdown
+                && st.lost.is_none()
+            {
                 let _ = self
                     .shared
                     .cond

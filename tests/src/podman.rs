@@ -1,0 +1,191 @@
+//! Real containers for the end-to-end tests: podman with runc and cgroupfs (the test bed's
+//! facts, see ENVIRONMENT.md), the `palisade-busybox:test` image `scripts/setup.sh` builds,
+//! networks on 198.18.0.0/15, and a `podman system service` for the runtime API. Every
+//! object is removed by a guard, also when the test fails; the service is stopped by pid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The image `scripts/setup.sh` builds from busybox-static.
+pub const IMAGE: &str = "palisade-busybox:test";
+
+/// Runs `podman` with the test bed's flags; stdout on success, the error text otherwise.
+pub fn podman(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("podman")
+        .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("podman {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "podman {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// [`podman`], panicking on failure.
+pub fn must(args: &[&str]) -> String {
+    podman(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// JSON printed by podman.
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Panics with the fix when podman or the image is missing.
+pub fn require() {
+    let ok = Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "podman is not installed: run scripts/setup.sh (as root), it installs podman, runc and busybox-static"
+    );
+    assert!(
+        podman(&["image", "exists", IMAGE]).is_ok(),
+        "the image {IMAGE} is missing: run scripts/setup.sh (as root), it builds it"
+    );
+}
+
+/// A podman network and the containers run on it; all removed on drop.
+#[derive(Debug)]
+pub struct Network {
+    /// Its name.
+    pub name: String,
+    /// Its bridge on the host.
+    pub bridge: String,
+    containers: Vec<String>,
+}
+
+impl Network {
+    /// Creates network `name` on `subnet` (waiting up to a minute while a concurrent test
+    /// still holds the subnet).
+    pub fn new(name: &str, subnet: &str) -> Self {
+        let mut last;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match podman(&["network", "create", "--subnet", subnet, name]) {
+                Ok(_) => break,
+                Err(e) if e.contains("already") && !e.contains(name) => last = e,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{subnet} stayed in use for 60 s: {last}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let mut net = Self {
+            name: name.to_owned(),
+            bridge: String::new(),
+            containers: Vec::new(),
+        };
+        let info = json(&must(&["network", "inspect", name]));
+        net.bridge = info[0]["network_interface"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no bridge in {info}"))
+            .to_owned();
+        net
+    }
+
+    /// Runs a detached container `name` on this network with address `ip`, `labels` and
+    /// the busybox shell command `script`; returns its id. Its MAC is derived from `ip` and
+    /// fixed, so a restarted container keeps it (CNI would give it a new one and announce
+    /// nothing, leaving its peers with a stale ARP entry for tens of seconds).
+    pub fn run(&mut self, name: &str, ip: &str, labels: &[&str], script: &str) -> String {
+        self.containers.push(name.to_owned());
+        let octets: Vec<u8> = ip.split('.').filter_map(|o| o.parse().ok()).collect();
+        let mac = format!(
+            "02:50:{}",
+            octets
+                .iter()
+                .map(|o| format!("{o:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+        let mut args = vec![
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            &self.name,
+            "--ip",
+            ip,
+            "--mac-address",
+            &mac,
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.extend([IMAGE, "sh", "-c", script]);
+        let id = must(&args);
+        assert_eq!(id.len(), 64, "podman run printed {id:?}");
+        id
+    }
+
+    /// `podman exec name sh -c script`: its status and output.
+    pub fn exec(&self, name: &str, script: &str) -> Result<String, String> {
+        podman(&["exec", name, "sh", "-c", script])
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = podman(&["rm", "--force", "--time", "0", c]);
+        }
+        let _ = podman(&["network", "rm", "--force", &self.name]);
+    }
+}
+
+/// `podman system service` on a socket of its own, killed by pid on drop.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    /// The socket.
+    pub socket: PathBuf,
+}
+
+impl Service {
+    /// Starts the service on `<dir>/podman.sock` and waits for the socket.
+    pub fn start(dir: &Path) -> Self {
+        let socket = dir.join("podman.sock");
+        let child = Command::new("podman")
+            .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .spawn()
+            .unwrap_or_else(|e| panic!("podman system service: {e}"));
+        let mut s = Self { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !s.socket.exists() {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("podman system service exited: {st}");
+            }
+            assert!(Instant::now() < deadline, "no podman API socket in 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
