@@ -753,7 +753,10 @@ mod tests {
         let c = ok("");
         assert_eq!(c.plumb, PlumbConfig::default());
         assert!(c.plumb.enabled);
-        assert_eq!(c.discovery.system_namespaces.len(), DEFAULT_SYSTEM_NAMESPACES.len());
+        assert_eq!(
+            c.discovery.system_namespaces.len(),
+            DEFAULT_SYSTEM_NAMESPACES.len()
+        );
         let c = ok(
             "[plumb]\nenabled = false\nfail = \"closed\"\ntap_iface = \"t1\"\nbridges = [\"podman9\"]\n[discovery]\nsystem_namespaces = [\"ops\"]\n",
         );
