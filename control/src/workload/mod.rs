@@ -15,6 +15,7 @@
 //! put inline either), and the container Palisade itself runs in.
 
 pub mod cgroup;
+mod http;
 pub mod netns;
 pub mod procfs;
 pub mod runtime;
