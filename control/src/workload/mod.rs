@@ -17,6 +17,7 @@
 pub mod cgroup;
 mod http;
 pub mod netns;
+pub mod oci;
 pub mod procfs;
 pub mod runtime;
 pub mod sync;
