@@ -129,6 +129,11 @@ impl Body {
         self.state == State::Done
     }
 
+    /// Whether the end of the connection ends the body properly here.
+    pub fn may_close(&self) -> bool {
+        matches!(self.state, State::Done | State::UntilClose)
+    }
+
     /// Appends the body bytes in `input` to `out`. Errors are framing errors; the decoder
     /// must not be fed after one.
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
@@ -304,11 +309,12 @@ mod tests {
     fn length_and_until_close() {
         let mut body = Body::new(Framing::Length(3));
         assert_eq!(feed_in_steps(&mut body, b"abcdef", 2).unwrap(), b"abc");
-        assert!(body.is_done());
+        assert!(body.is_done() && body.may_close());
         let mut body = Body::new(Framing::UntilClose);
         assert_eq!(feed_in_steps(&mut body, b"abcdef", 4).unwrap(), b"abcdef");
-        assert!(!body.is_done());
+        assert!(!body.is_done() && body.may_close());
         assert!(Body::new(Framing::Length(0)).is_done());
+        assert!(!Body::new(Framing::Chunked).may_close());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! put inline either), and the container Palisade itself runs in.
 
 pub mod cgroup;
+pub mod events;
 mod http;
 pub mod netns;
 pub mod oci;
