@@ -94,8 +94,11 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     if !opts.demo {
         tokio::spawn(crate::workload::sync::run(
             Arc::clone(&core),
-            cfg.discovery.runtime_socket.clone(),
-            Duration::from_millis(cfg.discovery.interval_ms),
+            crate::workload::sync::Options {
+                runtime_socket: cfg.discovery.runtime_socket.clone(),
+                interval: Duration::from_millis(cfg.discovery.interval_ms),
+                system_namespaces: cfg.discovery.system_namespaces.clone(),
+            },
             found_tx,
         ));
     }

@@ -10,84 +10,12 @@ use control::workload::{self, Runtime};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-const IMAGE: &str = "palisade-busybox:test";
+mod podman_common;
+use podman_common::{
+    Cleanup, IMAGE, Service, create_network, json, must, require_podman, run_sleeper,
+};
+
 const SUBNET: &str = "198.18.100.0/24";
-
-fn podman(args: &[&str]) -> Result<String, String> {
-    // The test bed's podman facts: runc (crun fails on hybrid cgroups), the cgroupfs manager.
-    let out = Command::new("podman")
-        .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
-        .args(args)
-        .output()
-        .map_err(|e| format!("podman {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(format!(
-            "podman {args:?}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn must(args: &[&str]) -> String {
-    podman(args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// Removes the containers and the network, whatever happened.
-struct Cleanup {
-    container: String,
-    host_container: String,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = podman(&["rm", "--force", "--time", "0", &self.container]);
-        let _ = podman(&["rm", "--force", "--time", "0", &self.host_container]);
-        let _ = podman(&["network", "rm", "--force", &self.network]);
-    }
-}
-
-fn require_podman() {
-    let ok = Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "podman is not installed: run scripts/setup.sh (as root), it installs podman, runc and \
-         busybox-static and builds the {IMAGE} image"
-    );
-    assert!(
-        Command::new("podman")
-            .args(["image", "exists", IMAGE])
-            .status()
-            .is_ok_and(|s| s.success()),
-        "the image {IMAGE} is missing: run scripts/setup.sh (as root), it builds it"
-    );
-}
-
-/// The subnet is fixed; another network (a concurrent test) may hold it for a while.
-fn create_network(name: &str) {
-    let mut last = String::new();
-    for _ in 0..60 {
-        match podman(&["network", "create", "--subnet", SUBNET, name]) {
-            Ok(_) => return,
-            Err(e) if e.contains("already") && !e.contains(name) => {
-                last = e;
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("{SUBNET} stayed in use for 60 s: {last}");
-}
 
 #[test]
 fn discovers_a_podman_container_as_root() {
@@ -100,56 +28,28 @@ fn discovers_a_podman_container_as_root() {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0)
     );
+    let (container, host_container, network) =
+        (unique.clone(), format!("{unique}-host"), unique.clone());
     let guard = Cleanup {
-        container: unique.clone(),
-        host_container: format!("{unique}-host"),
-        network: unique.clone(),
+        containers: vec![container.clone(), host_container.clone()],
+        networks: vec![network.clone()],
     };
-    create_network(&guard.network);
-    let id = must(&[
-        "run",
-        "--detach",
-        "--name",
-        &guard.container,
-        "--network",
-        &guard.network,
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
-    assert_eq!(id.len(), 64, "podman run printed {id:?}");
-    let host_id = must(&[
-        "run",
-        "--detach",
-        "--name",
-        &guard.host_container,
-        "--network",
-        "host",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
+    create_network(&network, SUBNET);
+    let id = run_sleeper(&container, &["--network", &network]);
+    let host_id = run_sleeper(&host_container, &["--network", "host"]);
 
     // What podman says, to compare with.
-    let inspect = json(&must(&["inspect", &guard.container]));
+    let inspect = json(&must(&["inspect", &container]));
     let c = &inspect[0];
     assert_eq!(c["Id"].as_str(), Some(id.as_str()));
     let pid = c["State"]["Pid"].as_u64().unwrap_or(0);
-    let net = &c["NetworkSettings"]["Networks"][&guard.network];
+    let net = &c["NetworkSettings"]["Networks"][&network];
     let ip: IpAddr = net["IPAddress"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no IP in {net}"));
     let mac = net["MacAddress"].as_str().unwrap_or_default().to_owned();
-    let netinfo = json(&must(&["network", "inspect", &guard.network]));
+    let netinfo = json(&must(&["network", "inspect", &network]));
     let bridge = netinfo[0]["network_interface"]
         .as_str()
         .unwrap_or_else(|| panic!("no bridge in {netinfo}"))
@@ -205,63 +105,18 @@ fn discovers_a_podman_container_as_root() {
     drop(guard);
 }
 
-/// Kills `podman system service` (by its pid) and removes the container, whatever happened.
-struct Service {
-    child: std::process::Child,
-    container: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = podman(&["rm", "--force", "--time", "0", &self.container]);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_runtime_api_of_podman_names_the_container() {
     require_podman();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let socket = dir.path().join("podman.sock");
-    let child = Command::new("podman")
-        .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
-        .args(["system", "service", "--time=0"])
-        .arg(format!("unix://{}", socket.display()))
-        .spawn()
-        .unwrap_or_else(|e| panic!("podman system service: {e}"));
+    let service = Service::start(&dir.path().join("podman.sock"));
+    let socket = service.socket.clone();
     let name = format!("pal-rt-{}", std::process::id());
-    let mut guard = Service {
-        child,
-        container: name.clone(),
+    let guard = Cleanup {
+        containers: vec![name.clone()],
+        networks: vec![],
     };
-    let id = must(&[
-        "run",
-        "--detach",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "--label",
-        "app=paltest",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        IMAGE,
-        "sleep",
-        "600",
-    ]);
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        if let Ok(Some(status)) = guard.child.try_wait() {
-            panic!("podman system service exited: {status}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(socket.exists(), "no socket at {}", socket.display());
+    let id = run_sleeper(&name, &["--network", "none", "--label", "app=paltest"]);
 
     let meta = workload::runtime::inspect(&socket, &id)
         .await
@@ -277,4 +132,5 @@ async fn the_runtime_api_of_podman_names_the_container() {
         None
     );
     drop(guard);
+    drop(service);
 }

@@ -7,15 +7,21 @@
 //!
 //! [`Discovery`] ties them together over configurable roots (`/proc`, `/sys/class/net`) and
 //! a replaceable in-namespace reader ([`netns::NetnsLinks`]), so every step but `setns` runs
-//! in tests against a fake tree. Names, images and labels come from the runtime API (next
-//! step); until then they are empty.
+//! in tests against a fake tree. What a container is called comes from elsewhere, in
+//! [`sync`]: names, images and labels from a Docker-compatible runtime API ([`runtime`]),
+//! Kubernetes pod metadata from the OCI bundle's annotations ([`oci`]) for runtimes without
+//! one (containerd, CRI-O), and the runtime's start/stop events ([`events`]) to scan at once.
 //!
 //! Exempt (alert only): containers sharing pid 1's network namespace or Palisade's own (pid
 //! 1's link is unreadable in some sandboxes, and what shares Palisade's namespace cannot be
-//! put inline either), and the container Palisade itself runs in.
+//! put inline either), and the container Palisade itself runs in; [`sync`] adds pods of the
+//! configured system namespaces.
 
 pub mod cgroup;
+pub mod events;
+mod http;
 pub mod netns;
+pub mod oci;
 pub mod procfs;
 pub mod runtime;
 pub mod sync;

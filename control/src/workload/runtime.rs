@@ -108,7 +108,7 @@ pub async fn inspect(socket: &Path, id: &str) -> Result<Option<Meta>, RuntimeErr
 }
 
 async fn inspect_inner(socket: &Path, id: &str) -> Result<Option<Meta>, RuntimeError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let http = |what: String| RuntimeError::Http {
         socket: socket.to_path_buf(),
         what,
@@ -122,24 +122,22 @@ async fn inspect_inner(socket: &Path, id: &str) -> Result<Option<Meta>, RuntimeE
     {
         return Err(http(format!("bad container id `{id}`")));
     }
-    let mut stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| http(format!("connect: {e}")))?;
     // HTTP/1.0 with `Connection: close`: the answer ends when the connection does.
-    let req = format!(
-        "GET /containers/{id}/json HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .map_err(|e| http(format!("send: {e}")))?;
+    let stream = super::http::request(
+        socket,
+        &format!(
+            "GET /containers/{id}/json HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await
+    .map_err(http)?;
     let mut raw = Vec::new();
     stream
         .take(MAX_ANSWER)
         .read_to_end(&mut raw)
         .await
         .map_err(|e| http(format!("answer: {e}")))?;
-    let (status, body) = parse_answer(&raw).map_err(http)?;
+    let (status, body) = super::http::parse_answer(&raw).map_err(http)?;
     match status {
         200 => {}
         404 => return Ok(None),
@@ -163,62 +161,6 @@ async fn inspect_inner(socket: &Path, id: &str) -> Result<Option<Meta>, RuntimeE
             .unwrap_or_default(),
         labels: config.and_then(|c| c.labels).unwrap_or_default(),
     }))
-}
-
-/// Status and body of an HTTP/1.x answer read to its end (plain or chunked body).
-fn parse_answer(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut res = httparse::Response::new(&mut headers);
-    let head = match res.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("answer cut short".into()),
-        Err(e) => return Err(format!("bad answer: {e}")),
-    };
-    let status = res.code.unwrap_or(0);
-    let chunked = res.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value)
-                .to_ascii_lowercase()
-                .contains("chunked")
-    });
-    let length = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| {
-            std::str::from_utf8(h.value)
-                .ok()?
-                .trim()
-                .parse::<usize>()
-                .ok()
-        });
-    let rest = &raw[head..];
-    if !chunked {
-        return Ok((
-            status,
-            rest[..length.unwrap_or(rest.len()).min(rest.len())].to_vec(),
-        ));
-    }
-    let mut body = Vec::new();
-    let mut rest = rest;
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunked body")?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok((status, body));
-        }
-        if rest.len() < size {
-            return Err("chunk cut short".into());
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or_default();
-    }
 }
 
 #[cfg(test)]
@@ -316,15 +258,6 @@ mod tests {
                 labels: BTreeMap::new()
             }
         );
-    }
-
-    #[test]
-    fn chunked_answers() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"Na\r\n9;x=1\r\nme\":\"/a\"}\r\n0\r\n\r\n";
-        let (status, body) = parse_answer(raw).unwrap();
-        assert_eq!(status, 200);
-        assert_eq!(body, br#"{"Name":"/a"}"#);
-        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-").is_err());
     }
 
     #[test]
