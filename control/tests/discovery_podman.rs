@@ -10,8 +10,7 @@ use control::workload::{self, Runtime};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-mod podman_common;
-use podman_common::{
+use palisade_tests::podman::{
     Cleanup, IMAGE, Service, create_network, json, must, require_podman, run_sleeper,
 };
 

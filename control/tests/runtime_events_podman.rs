@@ -30,8 +30,9 @@ use control::workload::sync::{self, Options, SETTLE};
 use palisade_tests::unique;
 use tokio::sync::broadcast;
 
-mod podman_common;
-use podman_common::{Cleanup, IMAGE, Service, create_network, must, require_podman, run_sleeper};
+use palisade_tests::podman::{
+    Cleanup, IMAGE, Service, create_network, must, require_podman, run_sleeper,
+};
 
 const SUBNET: &str = "198.18.104.0/24";
 

@@ -40,20 +40,81 @@ pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// Panics with the fix when podman or the image is missing.
-pub fn require() {
+/// Fails (not skips) with what to run when podman or the image is missing.
+pub fn require_podman() {
     let ok = Command::new("podman")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "podman is not installed: run scripts/setup.sh (as root), it installs podman, runc and busybox-static"
+        "podman is not installed: run scripts/setup.sh (as root), it installs podman, runc and \
+         busybox-static and builds the {IMAGE} image"
     );
     assert!(
         podman(&["image", "exists", IMAGE]).is_ok(),
         "the image {IMAGE} is missing: run scripts/setup.sh (as root), it builds it"
     );
+}
+
+/// `podman run --detach` of [`IMAGE`] running `sleep 600`, with the ulimits the test bed
+/// needs and `extra` options before the image; the container id.
+pub fn run_sleeper(name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+    let id = must(&args);
+    assert_eq!(id.len(), 64, "podman run printed {id:?}");
+    id
+}
+
+/// Creates network `name` on `subnet`, waiting up to a minute while another network (a
+/// concurrent test) still holds the subnet.
+pub fn create_network(name: &str, subnet: &str) {
+    let mut last;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match podman(&["network", "create", "--subnet", subnet, name]) {
+            Ok(_) => return,
+            Err(e) if e.contains("already") && !e.contains(name) => last = e,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{subnet} stayed in use for 60 s: {last}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Removes the containers and networks it names, whatever happened (also when the test
+/// fails).
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    /// Container names.
+    pub containers: Vec<String>,
+    /// Network names.
+    pub networks: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = podman(&["rm", "--force", "--time", "0", c]);
+        }
+        for n in &self.networks {
+            let _ = podman(&["network", "rm", "--force", n]);
+        }
+    }
 }
 
 /// A podman network and the containers run on it; all removed on drop.
@@ -70,20 +131,7 @@ impl Network {
     /// Creates network `name` on `subnet` (waiting up to a minute while a concurrent test
     /// still holds the subnet).
     pub fn new(name: &str, subnet: &str) -> Self {
-        let mut last;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match podman(&["network", "create", "--subnet", subnet, name]) {
-                Ok(_) => break,
-                Err(e) if e.contains("already") && !e.contains(name) => last = e,
-                Err(e) => panic!("{e}"),
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{subnet} stayed in use for 60 s: {last}"
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        create_network(name, subnet);
         let mut net = Self {
             name: name.to_owned(),
             bridge: String::new(),
@@ -161,22 +209,28 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts the service on `<dir>/podman.sock` and waits for the socket.
-    pub fn start(dir: &Path) -> Self {
-        let socket = dir.join("podman.sock");
+    /// Starts the service on `socket` and waits (at most 20 s) for the socket to appear.
+    pub fn start(socket: &Path) -> Self {
         let child = Command::new("podman")
             .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
             .spawn()
             .unwrap_or_else(|e| panic!("podman system service: {e}"));
-        let mut s = Self { child, socket };
+        let mut s = Self {
+            child,
+            socket: socket.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !s.socket.exists() {
             if let Ok(Some(st)) = s.child.try_wait() {
                 panic!("podman system service exited: {st}");
             }
-            assert!(Instant::now() < deadline, "no podman API socket in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "no socket at {} after 20 s",
+                socket.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         s

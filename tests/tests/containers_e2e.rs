@@ -222,7 +222,7 @@ fn dp_wrapper(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn containers_are_discovered_learned_protected_and_unplumbed() {
-    podman::require();
+    podman::require_podman();
     let u = unique("c");
     let tap = unique("pt");
     let dir = tempfile::Builder::new()
@@ -230,7 +230,7 @@ fn containers_are_discovered_learned_protected_and_unplumbed() {
         .tempdir()
         .unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let svc = Service::start(dir.path());
+    let svc = Service::start(&dir.path().join("podman.sock"));
     let mut net = Network::new(&format!("pal-{u}"), SUBNET);
     let (server, client, intruder) = (format!("{u}-srv"), format!("{u}-cli"), format!("{u}-int"));
     let server_id = net.run(
