@@ -64,7 +64,6 @@ fn netns_palisade_up_learns_protects_and_keeps_everything_across_a_restart() {
              [store]\ndata_dir = \"{data}\"\n\
              [plumb]\nenabled = false\n\
              [dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nidle = \"adaptive\"\nfile_prefix = \"{prefix}\"\n\
-             [plumb]\nenabled = false\n\
              sessions = 4096\nstats_interval_s = 0\nsocket = \"{socket}\"\n\
              [[dataplane.port]]\nname = \"c\"\nkind = \"af_packet\"\niface = \"{c}\"\n\
              [[dataplane.port]]\nname = \"s\"\nkind = \"af_packet\"\niface = \"{s}\"\n\
