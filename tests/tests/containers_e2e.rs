@@ -339,8 +339,13 @@ fn containers_are_discovered_learned_protected_and_unplumbed() {
     set_mode(&api, &groups, "monitor");
     stream_moves(&net, &server, "monitor");
     let before_protect = api.last_event_id();
+    let switch = Instant::now();
     set_mode(&api, &groups, "protect");
     wait_plumbing(&api, &ids, "inline");
+    eprintln!(
+        "monitor -> protect: 3 containers inline {:?} after the PATCH (API polling included)",
+        switch.elapsed()
+    );
     for v in &veths {
         assert_eq!(our_filters(v), 0, "no mirror while inline on {v}");
         assert!(
@@ -420,12 +425,24 @@ fn containers_are_discovered_learned_protected_and_unplumbed() {
     let dp_pid = *up.children().first().expect("palisade-dp runs");
     let killed = Instant::now();
     kill(dp_pid, Signal::SIGKILL).unwrap();
+    // The direct path is back when every veth is in the bridge again (polled every 10 ms).
+    let deadline = killed + Duration::from_secs(10);
+    while !veths.iter().all(|v| bridge_ports(&net.bridge).contains(v)) {
+        assert!(
+            Instant::now() < deadline,
+            "fail open: veths not back in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let direct = killed.elapsed();
     let back = wait_for(Duration::from_secs(10), "fail open", || {
         wget(&net, &client, SERVER, 8081)
             .ok()
             .map(|_| killed.elapsed())
     });
-    eprintln!("fail open: unfiltered traffic {back:?} after kill -9 (wget polling included)");
+    eprintln!(
+        "fail open: direct path back {direct:?} after kill -9; an unfiltered wget through it {back:?} (podman exec included)"
+    );
     let ev = wait_for(Duration::from_secs(5), "fail-open event", || {
         api.items(&format!(
             "/v1/events?kind=system&after={before_kill}&limit=1000"
