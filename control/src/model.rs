@@ -763,6 +763,23 @@ pub struct NewEvent {
     pub details: serde_json::Value,
 }
 
+impl NewEvent {
+    /// A `system` event about Palisade itself, dated now, with no group, workload, actor or
+    /// details (add them with the fields).
+    pub fn system(severity: Severity, message: impl Into<String>) -> Self {
+        Self {
+            at_ms: crate::service::now_ms(),
+            kind: EventKind::System,
+            severity,
+            group: None,
+            workload: None,
+            actor: None,
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use crate::api::{AppState, app};
 use crate::config::Config;
 use crate::dataplane::{DpNotice, Supervisor, SupervisorHandle, SupervisorOptions, events};
 use crate::learn::{self, Context};
-use crate::model::{EventKind, NewEvent, Severity};
+use crate::model::{NewEvent, Severity};
 use crate::service::{AdminPassword, Core, bootstrap_admin, now_ms};
 use crate::store::Store;
 
@@ -86,7 +86,7 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     // Before the first event, so the notification targets see every one.
     crate::notify::start(&core, cfg.notify.clone());
     let _ = core
-        .record(system(Severity::Info, "palisade started"))
+        .record(NewEvent::system(Severity::Info, "palisade started"))
         .await;
     declare_configured(&core, &cfg.workloads).await?;
     // Containers on this host, kept as workloads (not with the demo: its ports are veths).
@@ -220,7 +220,7 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         }
     };
     let _ = core
-        .record(system(Severity::Info, "palisade stopping"))
+        .record(NewEvent::system(Severity::Info, "palisade stopping"))
         .await;
     let _ = plumb_stop.send(true);
     if let Some(p) = plumbing {
@@ -267,19 +267,6 @@ async fn declare_configured(
         })?;
     core.publish(events);
     Ok(())
-}
-
-fn system(severity: Severity, message: impl Into<String>) -> NewEvent {
-    NewEvent {
-        at_ms: now_ms(),
-        kind: EventKind::System,
-        severity,
-        group: None,
-        workload: None,
-        actor: None,
-        message: message.into(),
-        details: serde_json::Value::Null,
-    }
 }
 
 async fn shutdown_signal() {
@@ -395,15 +382,15 @@ async fn intake(core: Arc<Core>, mut notices: mpsc::Receiver<DpNotice>) {
                 let Some(n) = n else { return };
                 match n {
                     DpNotice::Up { generation } => {
-                        let _ = core.record(system(Severity::Info, format!("dataplane up, policy generation {generation}"))).await;
+                        let _ = core.record(NewEvent::system(Severity::Info, format!("dataplane up, policy generation {generation}"))).await;
                         core.policy_changed();
                     }
                     DpNotice::Down { reason } => {
-                        let _ = core.record(system(Severity::Critical, format!("dataplane down: {reason}"))).await;
+                        let _ = core.record(NewEvent::system(Severity::Critical, format!("dataplane down: {reason}"))).await;
                     }
                     DpNotice::Restarted { attempt } => {
                         core.dp_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let _ = core.record(system(Severity::Warning, format!("dataplane restarted (attempt {attempt})"))).await;
+                        let _ = core.record(NewEvent::system(Severity::Warning, format!("dataplane restarted (attempt {attempt})"))).await;
                     }
                     DpNotice::Event(ev) => {
                         if let dataplane::report::Event::Connection(c) = &ev {

@@ -167,13 +167,11 @@ pub fn from_dataplane(ev: &Event, ctx: &Context, now_ms: i64) -> Option<NewEvent
         Event::Threat(t) => Some(threat(t, ctx)),
         Event::Overflow { lost } => Some(NewEvent {
             at_ms: now_ms,
-            kind: EventKind::System,
-            severity: Severity::Warning,
-            group: None,
-            workload: None,
-            actor: None,
-            message: format!("the dataplane dropped {lost} events (a queue was full)"),
             details: json!({ "lost": lost }),
+            ..NewEvent::system(
+                Severity::Warning,
+                format!("the dataplane dropped {lost} events (a queue was full)"),
+            )
         }),
     }
 }

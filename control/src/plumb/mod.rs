@@ -46,7 +46,7 @@ use tokio::sync::watch;
 
 use crate::config::{FailMode, PlumbConfig};
 use crate::dataplane::{DpError, DpState, SupervisorHandle};
-use crate::model::{EventKind, NewEvent, Plumbing, Severity};
+use crate::model::{NewEvent, Plumbing, Severity};
 use crate::service::{Core, now_ms};
 use crate::workload::Discovered;
 pub use kernel::{Iproute2, Kernel, KernelError};
@@ -258,14 +258,9 @@ pub struct StepReport {
 
 fn system(severity: Severity, workload: Option<&str>, message: String) -> NewEvent {
     NewEvent {
-        at_ms: now_ms(),
-        kind: EventKind::System,
-        severity,
-        group: None,
         workload: workload.map(str::to_owned),
         actor: Some("plumbing".into()),
-        message,
-        details: serde_json::Value::Null,
+        ..NewEvent::system(severity, message)
     }
 }
 

@@ -41,7 +41,7 @@ use super::Discovered;
 use super::events::{self, Change, ContainerEvent, Notice};
 use super::oci::{self, PodInfo, label};
 use super::runtime::{self, Meta};
-use crate::model::{EventKind, NewEvent, Severity, Workload, WorkloadSource};
+use crate::model::{NewEvent, Severity, Workload, WorkloadSource};
 use crate::service::Core;
 
 /// The second scan after an event-driven one.
@@ -260,33 +260,25 @@ async fn at(deadline: Option<tokio::time::Instant>) {
 /// A `system` event about a container.
 fn container_event(e: &ContainerEvent, what: &str) -> NewEvent {
     NewEvent {
-        at_ms: crate::service::now_ms(),
-        kind: EventKind::System,
-        severity: Severity::Info,
-        group: None,
         workload: Some(e.id.clone()),
-        actor: None,
-        message: format!("container {} {what}", e.display_name()),
         details: serde_json::json!({
             "container": e.id,
             "name": e.name,
             "image": e.image,
             "action": e.action,
         }),
+        ..NewEvent::system(
+            Severity::Info,
+            format!("container {} {what}", e.display_name()),
+        )
     }
 }
 
 /// A `system` event about the runtime's event stream.
 fn stream_event(severity: Severity, message: String, socket: &std::path::Path) -> NewEvent {
     NewEvent {
-        at_ms: crate::service::now_ms(),
-        kind: EventKind::System,
-        severity,
-        group: None,
-        workload: None,
-        actor: None,
-        message,
         details: serde_json::json!({ "socket": socket.display().to_string() }),
+        ..NewEvent::system(severity, message)
     }
 }
 
@@ -727,7 +719,7 @@ mod tests {
         let (events, _) = core
             .store
             .events(&crate::store::EventQuery {
-                kinds: vec![EventKind::System],
+                kinds: vec![crate::model::EventKind::System],
                 limit: 100,
                 ..Default::default()
             })
