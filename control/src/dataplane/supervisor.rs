@@ -123,7 +123,7 @@ struct State {
     pending: Option<Policy>,
     waiters: Vec<PolicyWaiter>,
     /// Last snapshot the dataplane acknowledged (what a resync sends).
-    acked: Option<Policy>,
+    acked: Option<Arc<Policy>>,
     stats: Vec<StatsWaiter>,
     requests: Vec<Request>,
     shutdown: bool,
@@ -667,7 +667,7 @@ impl Runner {
                     Vec::new()
                 };
                 let send = match st.pending.take() {
-                    Some(p) => Some((p, std::mem::take(&mut st.waiters))),
+                    Some(p) => Some((Arc::new(p), std::mem::take(&mut st.waiters))),
                     None if resync => st.acked.clone().map(|p| (p, Vec::new())),
                     None => None,
                 };
@@ -679,11 +679,10 @@ impl Runner {
                     Ok(g) => {
                         generation = g;
                         tracing::info!(generation = g, "dataplane runs the policy");
-                        let policy = Arc::new(policy);
                         self.shared
                             .dp_state
                             .send_modify(|s| s.acked = Some(Arc::clone(&policy)));
-                        self.shared.lock().acked = Some(Arc::unwrap_or_clone(policy));
+                        self.shared.lock().acked = Some(policy);
                         for w in waiters {
                             let _ = w.send(Ok(g));
                         }
@@ -701,7 +700,7 @@ impl Runner {
                         // Not sent: keep it (unless a newer one came) for the next run.
                         let mut st = self.shared.lock();
                         if st.pending.is_none() && !waiters.is_empty() {
-                            st.pending = Some(policy);
+                            st.pending = Some(Arc::unwrap_or_clone(policy));
                         }
                         st.waiters.extend(waiters);
                         drop(st);
