@@ -1,6 +1,6 @@
 //! The supervisor in `external` mode against a fake dataplane (the real control-socket server
 //! over a recording backend; no root, no DPDK): latest-wins policy pushes, event forwarding,
-//! and a full resync when the dataplane comes back.
+//! a full resync when the dataplane comes back, and pair requests scoped to one dataplane run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc::Receiver;
 /// Records the generations it was given; generation 2 takes 300 ms to "publish".
 struct Recording {
     generation: u64,
+    pairs: u64,
     seen: Arc<Mutex<Vec<u64>>>,
     /// Set when generation 2 starts publishing.
     busy: Arc<AtomicBool>,
@@ -47,12 +48,22 @@ impl Backend for Recording {
         Ok(())
     }
 
-    fn add_pair(&mut self, _: [PortConfig; 2]) -> Result<u64, BackendError> {
-        Err(BackendError::invalid("no ports here"))
+    /// Pairs of `null` ports are "added" (numbered from 1); anything else is refused.
+    fn add_pair(&mut self, ports: [PortConfig; 2]) -> Result<u64, BackendError> {
+        if ports.iter().all(|p| p.name.starts_with("ok")) {
+            self.pairs += 1;
+            Ok(self.pairs)
+        } else {
+            Err(BackendError::invalid("no ports here"))
+        }
     }
 
-    fn remove_pair(&mut self, _: u64) -> Result<(), BackendError> {
-        Err(BackendError::invalid("no ports here"))
+    fn remove_pair(&mut self, id: u64) -> Result<(), BackendError> {
+        if id >= 1 && id <= self.pairs {
+            Ok(())
+        } else {
+            Err(BackendError::invalid("no such pair"))
+        }
     }
 
     fn stats(&mut self) -> Stats {
@@ -86,6 +97,7 @@ impl FakeDp {
             move || {
                 let mut backend = Recording {
                     generation: 0,
+                    pairs: 0,
                     seen,
                     busy,
                 };
@@ -200,4 +212,82 @@ async fn external_dataplane_latest_wins_events_and_resync_after_it_comes_back() 
         Err(control::dataplane::DpError::Shutdown)
     ));
     assert_eq!(fake.seen(), [5]);
+}
+
+fn null_port(name: &str) -> dataplane::ctl::PortSpecDto {
+    dataplane::ctl::PortSpecDto {
+        name: name.into(),
+        kind: "null".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_requests_belong_to_one_run_and_the_state_follows_the_dataplane() {
+    use control::dataplane::DpError;
+    let dir = tempfile::tempdir().unwrap();
+    let socket: PathBuf = dir.path().join("dp.sock");
+    let fake = FakeDp::start(&socket);
+    let mut opts =
+        SupervisorOptions::new("/nonexistent".into(), "/nonexistent".into(), socket.clone());
+    opts.external = true;
+    opts.restart_backoff = (Duration::from_millis(20), Duration::from_millis(100));
+    let (sup, mut rx) = Supervisor::start(opts);
+    let mut state = sup.state();
+    assert!(matches!(
+        next_notice(&mut rx, Duration::from_secs(5)).await,
+        DpNotice::Up { .. }
+    ));
+    let s1 = state.borrow_and_update().clone();
+    assert!(s1.up && s1.run > 0, "{s1:?}");
+    assert!(s1.acked.is_none(), "nothing pushed yet");
+    assert_eq!(sup.set_policy(policy(3)).await.unwrap(), 3);
+    assert_eq!(state.borrow().acked.as_ref().map(|p| p.generation), Some(3));
+
+    let run = s1.run;
+    assert_eq!(
+        sup.add_pair(run, null_port("ok-a"), null_port("ok-b"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        sup.add_pair(run, null_port("bad-a"), null_port("ok-b"))
+            .await,
+        Err(DpError::Refused { .. })
+    ));
+    sup.remove_pair(run, 1).await.unwrap();
+    assert!(matches!(
+        sup.add_pair(run + 1, null_port("ok-a"), null_port("ok-b"))
+            .await,
+        Err(DpError::WrongRun)
+    ));
+
+    // The dataplane goes and comes back: a new run, the old one's requests are refused, the
+    // acknowledged snapshot is kept (and resent).
+    drop(fake);
+    assert!(matches!(
+        next_notice(&mut rx, Duration::from_secs(5)).await,
+        DpNotice::Down { .. }
+    ));
+    assert!(!state.borrow().up);
+    let _fake = FakeDp::start(&socket);
+    assert!(matches!(
+        next_notice(&mut rx, Duration::from_secs(5)).await,
+        DpNotice::Up { generation: 3 }
+    ));
+    let s2 = state.borrow_and_update().clone();
+    assert!(s2.up && s2.run > run, "{s2:?} after {s1:?}");
+    assert!(matches!(
+        sup.remove_pair(run, 1).await,
+        Err(DpError::WrongRun)
+    ));
+    assert_eq!(
+        sup.add_pair(s2.run, null_port("ok-c"), null_port("ok-d"))
+            .await
+            .unwrap(),
+        1,
+        "a new dataplane numbers its pairs afresh"
+    );
+    sup.shutdown().await;
 }
