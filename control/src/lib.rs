@@ -13,6 +13,7 @@ pub mod learn;
 pub mod model;
 pub mod notify;
 pub mod plumb;
+pub mod process;
 pub mod policy;
 pub mod policy_code;
 pub mod service;
