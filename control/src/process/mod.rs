@@ -1,10 +1,13 @@
 //! The process engine: which programs each group runs, learned in discover, alerted on in
 //! monitor, blocked before they run in protect.
 //!
+//! - [`attribution`]: pid -> container (cgroup, cached per pid and start time), program,
+//!   path, command line, uid, parent; what is known of a process that is already gone;
 //! - [`connector`]: process events (exec, fork, exit, uid/gid change) from the kernel's
 //!   netlink proc connector, with loss counted (ENOBUFS) so the caller can rescan `/proc`;
 //! - [`fanotify`]: the exec permission responder (`FAN_OPEN_EXEC_PERM`): a dedicated thread,
 //!   a bounded queue and a watchdog so that no container ever hangs on a verdict.
 
+pub mod attribution;
 pub mod connector;
 pub mod fanotify;

@@ -1,0 +1,238 @@
+//! Who a process is: its container (from the cgroup, cached per pid and start time), program
+//! name and path, command line, user and parent — read from `/proc` right after its exec.
+//!
+//! A process can be gone by then (short-lived programs often are): whatever could still be
+//! read is kept and the rest is marked unknown; the caller records it anyway, never drops it.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::workload::cgroup;
+use crate::workload::procfs;
+
+/// A process as far as `/proc` still shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Its parent, when known.
+    pub ppid: Option<u32>,
+    /// Start time (clock ticks after boot), when known: with `pid`, it names the process.
+    pub start_time: Option<u64>,
+    /// Program name (`comm`, at most 15 bytes), when known.
+    pub name: Option<String>,
+    /// Executable path (`/proc/<pid>/exe`, as the process's mount namespace names it), when
+    /// known; ` (deleted)` is stripped and noted in `exe_deleted`.
+    pub exe: Option<String>,
+    /// The executable was deleted (or replaced) after it was started.
+    pub exe_deleted: bool,
+    /// Arguments, when known.
+    pub cmdline: Vec<String>,
+    /// Real and effective uid, when known.
+    pub uid: Option<(u32, u32)>,
+    /// Its container's id; `None` on the host (or when unknown, see `gone`).
+    pub container: Option<String>,
+    /// Standard input or output is a socket (a shell on a socket is a reverse shell).
+    pub stdio_socket: bool,
+    /// The process had exited before anything could be read.
+    pub gone: bool,
+}
+
+impl ProcInfo {
+    /// The program name to match profiles with: `comm`, else the executable's file name.
+    pub fn program(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .or_else(|| self.exe.as_deref().and_then(|e| e.rsplit('/').next()))
+    }
+}
+
+/// `Uid:` of `/proc/<pid>/status`: (real, effective).
+pub fn parse_status_uid(status: &str) -> Option<(u32, u32)> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    let mut f = line["Uid:".len()..].split_ascii_whitespace();
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// Reads what is there of process `pid` under `proc_root`, with its container looked up in
+/// (and stored into) `cache`.
+#[derive(Debug)]
+pub struct Attributor {
+    proc_root: PathBuf,
+    /// pid -> (start time, container id).
+    cache: HashMap<u32, (u64, Option<String>)>,
+    /// Lookups served from the cache.
+    pub hits: u64,
+}
+
+impl Attributor {
+    /// Over `/proc` (or a test tree).
+    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+        Self {
+            proc_root: proc_root.into(),
+            cache: HashMap::new(),
+            hits: 0,
+        }
+    }
+
+    /// Forgets an exited process.
+    pub fn exited(&mut self, pid: u32) {
+        self.cache.remove(&pid);
+    }
+
+    /// Forgets everything (after lost events: pids may have been reused unseen).
+    pub fn clear(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Entries cached.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn container(&mut self, dir: &Path, pid: u32, start_time: Option<u64>) -> Option<String> {
+        if let Some(st) = start_time
+            && let Some((cached_st, id)) = self.cache.get(&pid)
+            && *cached_st == st
+        {
+            self.hits += 1;
+            return id.clone();
+        }
+        let id = fs::read_to_string(dir.join("cgroup"))
+            .ok()
+            .and_then(|c| cgroup::container_id(&c))
+            .map(|c| c.id);
+        if let Some(st) = start_time {
+            self.cache.insert(pid, (st, id.clone()));
+        }
+        id
+    }
+
+    /// Everything still readable about `pid`.
+    pub fn read(&mut self, pid: u32) -> ProcInfo {
+        let dir = self.proc_root.join(pid.to_string());
+        let stat = fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|s| procfs::parse_stat(&s));
+        let mut info = ProcInfo {
+            pid,
+            ppid: stat.map(|s| s.ppid),
+            start_time: stat.map(|s| s.start_time),
+            ..ProcInfo::default()
+        };
+        if stat.is_none() && !dir.exists() {
+            info.gone = true;
+            return info;
+        }
+        info.container = self.container(&dir, pid, info.start_time);
+        info.name = fs::read_to_string(dir.join("comm"))
+            .ok()
+            .map(|s| s.trim_end_matches('\n').to_owned());
+        if let Ok(target) = fs::read_link(dir.join("exe")) {
+            let t = target.to_string_lossy();
+            match t.strip_suffix(" (deleted)") {
+                Some(p) => {
+                    info.exe = Some(p.to_owned());
+                    info.exe_deleted = true;
+                }
+                None => info.exe = Some(t.into_owned()),
+            }
+        }
+        info.cmdline = fs::read(dir.join("cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        info.uid = fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|s| parse_status_uid(&s));
+        info.stdio_socket = ["fd/0", "fd/1"].iter().any(|f| {
+            fs::read_link(dir.join(f)).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+        });
+        // Gone while being read: keep what was read.
+        info.gone = stat.is_none() || !dir.exists();
+        info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Name:\tsh\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPid:\t7\nPPid:\t1\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+
+    fn stat(pid: u32, ppid: u32, start: u64) -> String {
+        format!(
+            "{pid} (sh) S {ppid} 7 7 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1 1 1 1 1 1 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+        )
+    }
+
+    fn fake_proc(root: &Path, pid: u32, cgroup_line: &str, start: u64) {
+        let d = root.join(pid.to_string());
+        fs::create_dir_all(d.join("fd")).unwrap();
+        fs::write(d.join("stat"), stat(pid, 1, start)).unwrap();
+        fs::write(d.join("status"), STATUS).unwrap();
+        fs::write(d.join("comm"), "sh\n").unwrap();
+        fs::write(d.join("cgroup"), cgroup_line).unwrap();
+        fs::write(d.join("cmdline"), b"/bin/sh\0-c\0echo hi\0").unwrap();
+        std::os::unix::fs::symlink("/bin/busybox (deleted)", d.join("exe")).unwrap();
+        std::os::unix::fs::symlink("socket:[1234]", d.join("fd/0")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.join("fd/1")).unwrap();
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn reads_everything_and_caches_the_container_per_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = format!("0::/machine.slice/libpod-{ID}.scope\n");
+        fake_proc(dir.path(), 7, &cg, 100);
+        let mut a = Attributor::new(dir.path());
+        let i = a.read(7);
+        assert_eq!(i.container.as_deref(), Some(ID));
+        assert_eq!(i.ppid, Some(1));
+        assert_eq!(i.start_time, Some(100));
+        assert_eq!(i.program(), Some("sh"));
+        assert_eq!(i.exe.as_deref(), Some("/bin/busybox"));
+        assert!(i.exe_deleted);
+        assert_eq!(i.cmdline, vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(i.uid, Some((1000, 0)));
+        assert!(i.stdio_socket);
+        assert!(!i.gone);
+        assert_eq!(a.read(7).container.as_deref(), Some(ID));
+        assert_eq!(a.hits, 1);
+        // Same pid, another process (a new start time): looked up again.
+        fs::write(dir.path().join("7/cgroup"), "0::/user.slice\n").unwrap();
+        fs::write(dir.path().join("7/stat"), stat(7, 1, 200)).unwrap();
+        assert_eq!(a.read(7).container, None);
+        a.exited(7);
+        assert_eq!(a.cached(), 0);
+    }
+
+    #[test]
+    fn a_gone_process_is_kept_with_what_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Attributor::new(dir.path());
+        let i = a.read(4242);
+        assert!(i.gone);
+        assert_eq!(i.pid, 4242);
+        assert_eq!(i.program(), None);
+        // Half gone: the directory is there but stat is not (it exited mid-read).
+        fs::create_dir_all(dir.path().join("43")).unwrap();
+        fs::write(dir.path().join("43/comm"), "true\n").unwrap();
+        let i = a.read(43);
+        assert!(i.gone);
+        assert_eq!(i.program(), Some("true"));
+    }
+
+    #[test]
+    fn status_uid_lines() {
+        assert_eq!(parse_status_uid(STATUS), Some((1000, 0)));
+        assert_eq!(parse_status_uid("Uid:\tx\t0\n"), None);
+        assert_eq!(parse_status_uid(""), None);
+    }
+}
