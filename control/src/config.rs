@@ -40,6 +40,21 @@ pub struct Config {
     pub notify: Vec<NotifyTarget>,
     /// `[plumb]`: how containers are connected to the dataplane.
     pub plumb: PlumbConfig,
+    /// `[process]`: the process engine.
+    pub process: ProcessConfig,
+}
+
+/// `[process]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    /// Run the process engine (learn, alert, block programs in containers).
+    pub enabled: bool,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// What the dataplane's death does to inline workloads.
@@ -159,6 +174,15 @@ struct RawConfig {
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
     plumb: RawPlumb,
+    #[serde(default)]
+    process: RawProcess,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcess {
+    #[serde(default)]
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +353,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         workloads,
         notify,
         plumb,
+        process: ProcessConfig {
+            enabled: raw.process.enabled.unwrap_or(true),
+        },
     })
 }
 

@@ -33,6 +33,8 @@ pub struct Core {
     pub default_mode: Mode,
     /// Bumped on every change the dataplane must see (groups, rules, workloads).
     policy_rev: watch::Sender<u64>,
+    /// Bumped on every change of a process profile or file rules (the engines reload).
+    profiles_rev: watch::Sender<u64>,
     /// When the process started.
     pub started: Instant,
     /// API requests served, by class (2xx, 4xx, 5xx).
@@ -63,6 +65,7 @@ impl Core {
             token_ttl,
             default_mode,
             policy_rev,
+            profiles_rev: watch::channel(0).0,
             started: Instant::now(),
             requests: Default::default(),
             dp: std::sync::OnceLock::new(),
@@ -123,6 +126,16 @@ impl Core {
     /// Waits for policy changes.
     pub fn policy_watch(&self) -> watch::Receiver<u64> {
         self.policy_rev.subscribe()
+    }
+
+    /// Signals that a process profile or file rules changed.
+    pub fn profiles_changed(&self) {
+        self.profiles_rev.send_modify(|r| *r += 1);
+    }
+
+    /// Waits for profile changes.
+    pub fn profiles_watch(&self) -> watch::Receiver<u64> {
+        self.profiles_rev.subscribe()
     }
 
     /// Counts a served request by its status.

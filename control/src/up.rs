@@ -131,6 +131,17 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     if let Some(h) = &dp {
         let _ = core.dp.set(h.clone());
     }
+    // The process engine (its own self-test decides whether it can run here).
+    let (process_stop, process_stop_rx) = tokio::sync::watch::channel(false);
+    let process_counters = Arc::new(crate::process::engine::EngineCounters::default());
+    let process = (!opts.demo && cfg.process.enabled).then(|| {
+        tokio::spawn(crate::process::engine::run(
+            Arc::clone(&core),
+            true,
+            Arc::clone(&process_counters),
+            process_stop_rx,
+        ))
+    });
     // Containers to the dataplane (tap or inline by mode); stopped, and undone, before it.
     let (plumb_stop, plumb_stop_rx) = tokio::sync::watch::channel(false);
     let plumbing = match &dp {
@@ -222,6 +233,10 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     let _ = core
         .record(NewEvent::system(Severity::Info, "palisade stopping"))
         .await;
+    let _ = process_stop.send(true);
+    if let Some(p) = process {
+        let _ = p.await;
+    }
     let _ = plumb_stop.send(true);
     if let Some(p) = plumbing {
         let _ = p.await;

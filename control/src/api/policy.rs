@@ -129,6 +129,7 @@ pub async fn import(
         .await?;
     state.core.publish([ev]);
     state.core.policy_changed();
+    state.core.profiles_changed();
     Ok(Json(ImportResult {
         applied: true,
         diff,

@@ -63,6 +63,7 @@ pub async fn patch_process(
         .db(move |s| s.patch_process_profile(&g, p.add, p.delete, &actor))
         .await?;
     state.core.publish([ev]);
+    state.core.profiles_changed();
     Ok(Json(ProcessProfile { group, items }))
 }
 
@@ -117,5 +118,6 @@ pub async fn patch_files(
         .db(move |s| s.patch_file_rules(&g, p.add, p.delete, &actor))
         .await?;
     state.core.publish([ev]);
+    state.core.profiles_changed();
     Ok(Json(FileRules { group, items }))
 }

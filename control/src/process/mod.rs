@@ -5,9 +5,13 @@
 //!   path, command line, uid, parent; what is known of a process that is already gone;
 //! - [`connector`]: process events (exec, fork, exit, uid/gid change) from the kernel's
 //!   netlink proc connector, with loss counted (ENOBUFS) so the caller can rescan `/proc`;
+//! - [`engine`]: profiles judged per exec (discover learns, monitor alerts, protect kills
+//!   through a pidfd until exec marks take over), root-gain and reverse-shell findings,
+//!   the loop in `palisade up`;
 //! - [`fanotify`]: the exec permission responder (`FAN_OPEN_EXEC_PERM`): a dedicated thread,
 //!   a bounded queue and a watchdog so that no container ever hangs on a verdict.
 
 pub mod attribution;
 pub mod connector;
+pub mod engine;
 pub mod fanotify;
