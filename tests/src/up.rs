@@ -206,13 +206,21 @@ impl Up {
 
     /// [`Up::start`] with another `palisade-dp` executable (a wrapper).
     pub fn start_with(dir: &Path, addr: SocketAddr, run: usize, dp: &Path) -> Self {
+        Self::spawn(dir, addr, run, &["--dp".as_ref(), dp.as_os_str()])
+    }
+
+    /// `palisade up --no-dataplane` (the API and the engines, nothing enforced on the network).
+    pub fn start_no_dataplane(dir: &Path, addr: SocketAddr) -> Self {
+        Self::spawn(dir, addr, 1, &["--no-dataplane".as_ref()])
+    }
+
+    fn spawn(dir: &Path, addr: SocketAddr, run: usize, up_args: &[&std::ffi::OsStr]) -> Self {
         let log = dir.join(format!("up-{run}.log"));
         let child = Command::new(bin("palisade"))
             .arg("--config")
             .arg(dir.join("palisade.toml"))
             .arg("up")
-            .arg("--dp")
-            .arg(dp)
+            .args(up_args)
             .env("PALISADE_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

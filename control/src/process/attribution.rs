@@ -60,7 +60,7 @@ pub fn parse_status_uid(status: &str) -> Option<(u32, u32)> {
 #[derive(Debug)]
 pub struct Attributor {
     proc_root: PathBuf,
-    /// pid -> (start time, container id).
+    /// pid -> (start time, container id); only processes found in a container.
     cache: HashMap<u32, (u64, Option<String>)>,
     /// Lookups served from the cache.
     pub hits: u64,
@@ -103,8 +103,16 @@ impl Attributor {
             .ok()
             .and_then(|c| cgroup::container_id(&c))
             .map(|c| c.id);
-        if let Some(st) = start_time {
-            self.cache.insert(pid, (st, id.clone()));
+        // Only containers are cached: a host process can still be moved into a container's
+        // cgroup (runc puts its `runc init` there, then it executes the container's program
+        // under the same pid and start time).
+        match (start_time, &id) {
+            (Some(st), Some(id)) => {
+                self.cache.insert(pid, (st, Some(id.clone())));
+            }
+            _ => {
+                self.cache.remove(&pid);
+            }
         }
         id
     }
@@ -209,6 +217,10 @@ mod tests {
         fs::write(dir.path().join("7/cgroup"), "0::/user.slice\n").unwrap();
         fs::write(dir.path().join("7/stat"), stat(7, 1, 200)).unwrap();
         assert_eq!(a.read(7).container, None);
+        assert_eq!(a.cached(), 0, "a host process is not cached");
+        // ... because runc moves its init into the container before the program's exec.
+        fs::write(dir.path().join("7/cgroup"), &cg).unwrap();
+        assert_eq!(a.read(7).container.as_deref(), Some(ID));
         a.exited(7);
         assert_eq!(a.cached(), 0);
     }

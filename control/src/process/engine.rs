@@ -456,6 +456,7 @@ pub async fn run(
         tracing::error!(error = %e, "cannot start the process observer");
         return;
     }
+    tracing::info!(kill, "process engine running");
     let mut revs = core.policy_watch();
     let mut profile_revs = core.profiles_watch();
     let mut learned: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();

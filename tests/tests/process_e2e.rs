@@ -1,0 +1,176 @@
+//! The process engine with a real container (needs root in the host network namespace,
+//! podman + runc and the `palisade-busybox:test` image): `palisade up --no-dataplane` with the
+//! runtime API of a `podman system service`, driven through the REST API.
+//!
+//! - discover learns exactly the programs run in the container (each `podman exec` is one
+//!   exec in it; busybox applets share `/bin/busybox` and differ by name);
+//! - monitor raises a `process_violation` for an unlisted program and none for a learned one;
+//! - protect kills an unlisted long-running program (the SIGKILL path) and reports the escape
+//!   rate of a short one (the race the SIGKILL path cannot close; exec marks will).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use palisade_tests::podman::{self, Network, Service};
+use palisade_tests::unique;
+use palisade_tests::up::{Api, PASSWORD, Up, free_port};
+use serde_json::{Value, json};
+
+const SUBNET: &str = "198.18.106.0/24";
+
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn profile(api: &Api, group: &str) -> BTreeSet<(String, String, bool)> {
+    api.call("GET", &format!("/v1/process-profiles/{group}"), None)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["path"].as_str().unwrap_or_default().to_owned(),
+                e["learned"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn violations(api: &Api, after: i64) -> Vec<Value> {
+    api.items(&format!(
+        "/v1/events?kind=process_violation&after={after}&limit=1000"
+    ))
+}
+
+#[test]
+fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
+    podman::require_podman();
+    let u = unique("p");
+    let dir = tempfile::Builder::new()
+        .prefix("palisade-proc-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let svc = Service::start(&dir.path().join("podman.sock"));
+    let mut net = Network::new(&format!("pal-{u}"), SUBNET);
+    let name = format!("{u}-app");
+    let id = net.run(&name, "198.18.106.10", &["app=procapp"], "sleep 3600");
+    let addr = free_port();
+    std::fs::write(
+        dir.path().join("palisade.toml"),
+        format!(
+            "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
+             [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\n[plumb]\nenabled = false\n",
+            data = dir.path().join("data").display(),
+            sock = svc.socket.display(),
+        ),
+    )
+    .unwrap();
+    let _up = Up::start_no_dataplane(dir.path(), addr);
+    let api = Api::login(addr, PASSWORD);
+    let group = "auto.procapp";
+    wait_for(Duration::from_secs(20), "container discovered", || {
+        api.items("/v1/workloads?limit=1000")
+            .iter()
+            .any(|w| w["id"] == id.as_str() && w["group"] == group)
+            .then_some(())
+    });
+    let g = api.call("GET", &format!("/v1/groups/{group}"), None);
+    assert_eq!(g["process_mode"], "discover", "{g}");
+    // The engine reloads its snapshot on changes; give the new workload a moment to be in it.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // ---- discover: exactly what ran -------------------------------------------------------
+    for cmd in [&["ls", "/"][..], &["uname"], &["cat", "/etc/hostname"]] {
+        let mut args = vec!["exec", name.as_str()];
+        args.extend_from_slice(cmd);
+        podman::must(&args);
+    }
+    let want: BTreeSet<(String, String, bool)> = ["cat", "ls", "uname"]
+        .iter()
+        .map(|n| ((*n).to_owned(), "/bin/busybox".to_owned(), true))
+        .collect();
+    let got = wait_for(Duration::from_secs(10), "programs learned", || {
+        let p = profile(&api, group);
+        (p.len() >= want.len()).then_some(p)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(profile(&api, group), got, "nothing more is learned");
+    assert_eq!(got, want, "exactly the programs run");
+
+    // ---- monitor: an unlisted program is a violation, a learned one is not ---------------
+    let before = api.last_event_id();
+    api.call(
+        "PATCH",
+        &format!("/v1/groups/{group}"),
+        Some(&json!({"process_mode": "monitor"})),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    podman::must(&["exec", &name, "ls", "/"]);
+    podman::must(&["exec", &name, "id"]);
+    let v = wait_for(Duration::from_secs(10), "violation for id", || {
+        violations(&api, before)
+            .into_iter()
+            .find(|e| e["details"]["name"] == "id")
+    });
+    assert_eq!(v["group"], group, "{v}");
+    assert_eq!(v["workload"], id.as_str(), "{v}");
+    assert_eq!(v["details"]["path"], "/bin/busybox", "{v}");
+    assert_eq!(v["details"]["mode"], "monitor", "{v}");
+    assert_eq!(v["details"]["killed"], false, "{v}");
+    assert!(
+        !violations(&api, before)
+            .iter()
+            .any(|e| e["details"]["name"] == "ls"),
+        "ls is learned"
+    );
+    assert_eq!(profile(&api, group).len(), 3, "monitor learns nothing");
+
+    // ---- protect: the SIGKILL path -------------------------------------------------------
+    api.call(
+        "PATCH",
+        &format!("/v1/groups/{group}"),
+        Some(&json!({"process_mode": "protect"})),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let r = podman::podman(&["exec", &name, "sleep", "30"]);
+    let took = t.elapsed();
+    assert!(r.is_err(), "an unlisted sleep must be killed: {r:?}");
+    assert!(
+        took < Duration::from_secs(25),
+        "killed, not finished: {took:?}"
+    );
+    eprintln!("protect: an unlisted `sleep 30` was killed {took:?} after podman exec started");
+    assert_eq!(
+        podman::podman(&["exec", &name, "uname"]).map(|s| s.is_empty()),
+        Ok(false),
+        "a learned program keeps working"
+    );
+    // Short programs race the kill: report how many got to print their output.
+    let attempts = 40;
+    let mut escaped = 0;
+    for _ in 0..attempts {
+        if podman::podman(&["exec", &name, "id"]).is_ok_and(|s| s.contains("uid=")) {
+            escaped += 1;
+        }
+    }
+    eprintln!("protect (SIGKILL path): {escaped}/{attempts} runs of an unlisted `id` completed");
+    drop(net);
+    drop(svc);
+}
