@@ -51,6 +51,8 @@ pub struct Core {
     pub notify: std::sync::OnceLock<Vec<Arc<crate::notify::TargetStats>>>,
     /// How each plumbed container is connected now (by workload id), kept by the plumbing.
     pub plumbing: std::sync::Mutex<std::collections::HashMap<String, crate::model::Plumbing>>,
+    /// The process engine's counters, once it runs.
+    pub process: std::sync::OnceLock<Arc<crate::process::engine::EngineCounters>>,
 }
 
 impl Core {
@@ -74,6 +76,7 @@ impl Core {
             dp_restarts: AtomicU64::new(0),
             notify: std::sync::OnceLock::new(),
             plumbing: Default::default(),
+            process: std::sync::OnceLock::new(),
         })
     }
 

@@ -27,6 +27,25 @@ pub struct StatsView {
     pub dataplane: Option<dataplane::ctl::Stats>,
     /// Why there are none, when there are none.
     pub dataplane_error: Option<String>,
+    /// The process engine's counters, when it runs.
+    pub process: Option<ProcessStats>,
+}
+
+/// Process engine counters (since `palisade` started).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessStats {
+    /// Execs judged in containers.
+    pub execs: u64,
+    /// Programs killed (protect, SIGKILL path).
+    pub killed: u64,
+    /// Kills that failed (the program was already gone).
+    pub kill_failed: u64,
+    /// Times the kernel reported lost process events (each followed by a /proc rescan).
+    pub lost: u64,
+    /// /proc rescans.
+    pub rescans: u64,
+    /// Observations dropped because the engine was behind.
+    pub dropped: u64,
 }
 
 /// API responses by status class.
@@ -62,6 +81,17 @@ pub async fn stats(State(state): State<AppState>, _c: Caller) -> Json<StatsView>
         dataplane_up: dataplane.is_some(),
         dataplane,
         dataplane_error,
+        process: core.process.get().map(|c| {
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            ProcessStats {
+                execs: g(&c.execs),
+                killed: g(&c.killed),
+                kill_failed: g(&c.kill_failed),
+                lost: g(&c.lost),
+                rescans: g(&c.rescans),
+                dropped: g(&c.dropped),
+            }
+        }),
     })
 }
 

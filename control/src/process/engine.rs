@@ -457,6 +457,7 @@ pub async fn run(
         return;
     }
     tracing::info!(kill, "process engine running");
+    let _ = core.process.set(Arc::clone(&counters));
     let mut revs = core.policy_watch();
     let mut profile_revs = core.profiles_watch();
     let mut learned: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
