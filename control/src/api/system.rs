@@ -46,6 +46,8 @@ pub struct ProcessStats {
     pub rescans: u64,
     /// Observations dropped because the engine was behind.
     pub dropped: u64,
+    /// Programs gone before their executable could be read, so not learned (discover).
+    pub unlearnable: u64,
 }
 
 /// API responses by status class.
@@ -90,6 +92,7 @@ pub async fn stats(State(state): State<AppState>, _c: Caller) -> Json<StatsView>
                 lost: g(&c.lost),
                 rescans: g(&c.rescans),
                 dropped: g(&c.dropped),
+                unlearnable: g(&c.unlearnable),
             }
         }),
     })

@@ -40,11 +40,20 @@ pub struct ProcInfo {
 }
 
 impl ProcInfo {
-    /// The program name to match profiles with: `comm`, else the executable's file name.
+    /// The program name to match profiles with: `comm`, else the executable's file name. A
+    /// program executed through `/proc/self/exe` (busybox applets that run another applet do
+    /// that) has the `comm` `exe`: its `argv[0]`'s file name names it then.
     pub fn program(&self) -> Option<&str> {
-        self.name
-            .as_deref()
-            .or_else(|| self.exe.as_deref().and_then(|e| e.rsplit('/').next()))
+        match self.name.as_deref() {
+            Some("exe") => self
+                .cmdline
+                .first()
+                .and_then(|a| a.rsplit('/').next())
+                .filter(|a| !a.is_empty())
+                .or(Some("exe")),
+            Some(n) => Some(n),
+            None => self.exe.as_deref().and_then(|e| e.rsplit('/').next()),
+        }
     }
 }
 
@@ -239,6 +248,23 @@ mod tests {
         let i = a.read(43);
         assert!(i.gone);
         assert_eq!(i.program(), Some("true"));
+    }
+
+    #[test]
+    fn a_program_run_through_proc_self_exe_is_named_by_its_argv0() {
+        let mut i = ProcInfo {
+            name: Some("exe".into()),
+            exe: Some("/bin/busybox".into()),
+            cmdline: vec!["tail".into(), "-f".into()],
+            ..ProcInfo::default()
+        };
+        assert_eq!(i.program(), Some("tail"));
+        i.cmdline = vec!["/usr/bin/tail".into()];
+        assert_eq!(i.program(), Some("tail"));
+        i.cmdline.clear();
+        assert_eq!(i.program(), Some("exe"));
+        i.name = None;
+        assert_eq!(i.program(), Some("busybox"));
     }
 
     #[test]

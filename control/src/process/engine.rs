@@ -169,6 +169,9 @@ pub struct EngineCounters {
     pub rescans: AtomicU64,
     /// Observations dropped because the engine task was behind.
     pub dropped: AtomicU64,
+    /// Programs not learned in discover because they were gone before /proc showed their
+    /// executable (they are learned the next time they run long enough).
+    pub unlearnable: AtomicU64,
 }
 
 /// One judged program, for the engine task.
@@ -252,6 +255,9 @@ impl Observer {
             return;
         };
         self.counters.execs.fetch_add(1, Ordering::Relaxed);
+        if outcome == Outcome::Learn && info.exe.is_none() {
+            self.counters.unlearnable.fetch_add(1, Ordering::Relaxed);
+        }
         let mut killed = false;
         if outcome == Outcome::Block && self.kill && info.pid != self.own {
             killed = kill_pid(info.pid);
