@@ -1,0 +1,492 @@
+//! The exec permission responder (`control::process::fanotify`) against the real kernel
+//! (needs root; CI is root).
+//!
+//! Each test mounts its own tmpfs on a fresh temporary directory, copies a binary into it
+//! (busybox, static, else `/bin/true`), marks the mount and execs the copy. Guards undo
+//! everything, also when an assertion fails: the responder (declared after the mount, so
+//! dropped first) flushes its marks and allows whatever is pending, then the tmpfs is lazily
+//! unmounted. Children are exec'd from plain threads that hold no responder state.
+//!
+//! What it proves: allow lets the exec run and repeated execs are cache hits; deny fails the
+//! exec with EPERM, and a cleared cache takes a changed policy; unmarking stops the watching;
+//! a policy slower than the deadline is overridden by the watchdog; a full queue is answered
+//! with the overflow default; 10,000 denied execs in a row all fail; the responder's own
+//! process is trusted. It also prints what a marked exec costs (`FANOTIFY_EXECS` execs each,
+//! default 10,000).
+
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use control::process::fanotify::{
+    Config, ExecPolicy, ExecRequest, MarkScope, Responder, Stats, Verdict,
+};
+use palisade_tests::sh;
+
+/// A tmpfs mounted on a fresh temporary directory; unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("palisade-fanotify-")
+            .tempdir()
+            .unwrap();
+        let target = dir.path().to_str().unwrap();
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16m,mode=0755",
+            "palisade-fan",
+            target,
+        ]);
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies the test binary in as `name` (busybox runs its applet by that name).
+    fn install(&self, name: &str) -> PathBuf {
+        let source = ["/usr/bin/busybox", "/bin/busybox", "/bin/true"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("no busybox or /bin/true");
+        let dest = self.path().join(name);
+        std::fs::copy(source, &dest).unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dest
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A policy with a switchable verdict and an optional delay, counting its calls and keeping
+/// the last request.
+#[derive(Clone, Default)]
+struct TestPolicy {
+    deny: Arc<AtomicBool>,
+    delay: Duration,
+    calls: Arc<AtomicUsize>,
+    last: Arc<Mutex<Option<ExecRequest>>>,
+}
+
+impl TestPolicy {
+    fn verdict(v: Verdict) -> Self {
+        let p = Self::default();
+        p.deny.store(v == Verdict::Deny, Ordering::SeqCst);
+        p
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl ExecPolicy for TestPolicy {
+    fn decide(&self, req: &ExecRequest) -> Verdict {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        *self.last.lock().unwrap() = Some(req.clone());
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        if self.deny.load(Ordering::SeqCst) {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    }
+}
+
+/// Execs `path` once from a fresh thread.
+fn exec(path: &Path) -> io::Result<ExitStatus> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        Command::new(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Execs `path` `n` times in a row from a fresh thread: (succeeded, EPERM, elapsed).
+fn exec_loop(path: &Path, n: usize) -> (usize, usize, Duration) {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let (mut ok, mut eperm) = (0, 0);
+        let start = Instant::now();
+        for _ in 0..n {
+            match Command::new(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+            {
+                Ok(s) if s.success() => ok += 1,
+                Ok(s) => panic!("{} exited with {s}", path.display()),
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => eperm += 1,
+                Err(e) => panic!("exec {}: {e}", path.display()),
+            }
+        }
+        (ok, eperm, start.elapsed())
+    })
+    .join()
+    .unwrap()
+}
+
+fn execs() -> usize {
+    std::env::var("FANOTIFY_EXECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn assert_denied(result: io::Result<ExitStatus>) {
+    let err = result.expect_err("the exec should have been denied");
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+}
+
+fn delta(after: Stats, before: Stats) -> Stats {
+    Stats {
+        events: after.events - before.events,
+        allowed: after.allowed - before.allowed,
+        denied: after.denied - before.denied,
+        trusted: after.trusted - before.trusted,
+        cache_hits: after.cache_hits - before.cache_hits,
+        overflow: after.overflow - before.overflow,
+        watchdog: after.watchdog - before.watchdog,
+        late: after.late - before.late,
+        errors: after.errors - before.errors,
+    }
+}
+
+#[test]
+fn allow_lets_the_exec_run_and_repeats_are_cache_hits() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let policy = TestPolicy::verdict(Verdict::Allow);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let s0 = responder.stats();
+    assert!(exec(&bin).unwrap().success());
+    let first = delta(responder.stats(), s0);
+    println!(
+        "one exec raised {} permission event(s): {first:?}",
+        first.events
+    );
+    assert!(first.events >= 1);
+    assert_eq!(first.allowed, first.events, "every event answered allow");
+    assert_eq!((first.denied, first.errors, first.watchdog), (0, 0, 0));
+    assert_eq!(policy.calls(), 1, "the exec's later events hit the cache");
+    assert_eq!(first.cache_hits, first.events - 1);
+
+    let req = policy.last.lock().unwrap().clone().unwrap();
+    assert_eq!(req.path, bin, "the path from the event's fd");
+    assert_ne!(req.pid, std::process::id() as i32, "the child, not us");
+    let meta = std::fs::metadata(&bin).unwrap();
+    assert_eq!(req.file.ino, std::os::unix::fs::MetadataExt::ino(&meta));
+
+    let s1 = responder.stats();
+    assert!(exec(&bin).unwrap().success());
+    let second = delta(responder.stats(), s1);
+    assert_eq!(policy.calls(), 1, "a repeated exec skips the policy");
+    assert_eq!(second.cache_hits, second.events);
+    assert_eq!(second.allowed, second.events);
+
+    let end = responder.shutdown();
+    assert_eq!(end.errors, 0, "{end:?}");
+}
+
+#[test]
+fn deny_fails_the_exec_with_eperm_until_the_cache_is_cleared() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let policy = TestPolicy::verdict(Verdict::Deny);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let s0 = responder.stats();
+    assert_denied(exec(&bin));
+    let d = delta(responder.stats(), s0);
+    assert!(d.denied >= 1, "{d:?}");
+    assert_eq!(d.denied, d.events, "{d:?}");
+
+    // The policy changes: cached denials hold until the cache is cleared.
+    policy.deny.store(false, Ordering::SeqCst);
+    assert_denied(exec(&bin));
+    responder.clear_cache();
+    assert_eq!(responder.cached(), 0);
+    assert!(exec(&bin).unwrap().success());
+
+    // Modifying the binary changes its identity: the new content is decided afresh.
+    policy.deny.store(true, Ordering::SeqCst);
+    let calls = policy.calls();
+    let mut data = std::fs::read(&bin).unwrap();
+    data.push(0);
+    std::thread::sleep(Duration::from_millis(10));
+    std::fs::write(&bin, data).unwrap();
+    assert_denied(exec(&bin));
+    assert!(policy.calls() > calls);
+
+    let end = responder.shutdown();
+    assert_eq!(end.errors, 0, "{end:?}");
+}
+
+#[test]
+fn unmark_and_filesystem_marks() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let responder =
+        Responder::start(Config::default(), TestPolicy::verdict(Verdict::Deny)).unwrap();
+
+    responder.mark_mount(fs.path()).unwrap();
+    assert_denied(exec(&bin));
+    responder.unmark(fs.path(), MarkScope::Mount).unwrap();
+    assert!(exec(&bin).unwrap().success(), "unmarked: not watched");
+
+    responder.mark_filesystem(fs.path()).unwrap();
+    assert_denied(exec(&bin));
+    responder.unmark(fs.path(), MarkScope::Filesystem).unwrap();
+    assert!(exec(&bin).unwrap().success());
+
+    let missing = fs.path().join("missing");
+    assert!(responder.mark_mount(&missing).is_err());
+    drop(responder);
+}
+
+#[test]
+fn shutdown_removes_the_marks() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let responder =
+        Responder::start(Config::default(), TestPolicy::verdict(Verdict::Deny)).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+    assert_denied(exec(&bin));
+    responder.shutdown();
+    assert!(
+        exec(&bin).unwrap().success(),
+        "nothing watches after shutdown"
+    );
+}
+
+#[test]
+fn the_watchdog_answers_a_policy_slower_than_the_deadline() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let mut policy = TestPolicy::verdict(Verdict::Deny);
+    policy.delay = Duration::from_secs(2);
+    let config = Config {
+        deadline: Duration::from_millis(100),
+        stall_verdict: Verdict::Allow,
+        ..Config::default()
+    };
+    let responder = Responder::start(config, policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let start = Instant::now();
+    let status = exec(&bin);
+    let took = start.elapsed();
+    println!("a 2 s policy with a 100 ms deadline: the exec took {took:?}");
+    assert!(status.unwrap().success(), "the stall default (allow) won");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let s = responder.stats();
+    assert!(s.watchdog >= 1, "{s:?}");
+    assert_eq!(s.denied, 0, "the late deny was discarded: {s:?}");
+
+    // Shutdown joins the worker once its 2 s policy returns: the late decision is counted.
+    let end = responder.shutdown();
+    println!("watchdog stats: {end:?}");
+    assert!(end.late >= 1, "{end:?}");
+    assert_eq!(end.denied, 0, "{end:?}");
+}
+
+#[test]
+fn a_full_queue_is_answered_with_the_overflow_default() {
+    let fs = Tmpfs::new();
+    let bins: Vec<PathBuf> = (0..8).map(|i| fs.install(&format!("true{i}"))).collect();
+    let mut policy = TestPolicy::verdict(Verdict::Deny);
+    policy.delay = Duration::from_millis(300);
+    let config = Config {
+        queue_capacity: 1,
+        deadline: Duration::from_secs(30),
+        overflow_verdict: Verdict::Allow,
+        ..Config::default()
+    };
+    let responder = Responder::start(config, policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let start = Instant::now();
+    let threads: Vec<_> = bins
+        .into_iter()
+        .map(|bin| std::thread::spawn(move || exec(&bin)))
+        .collect();
+    let results: Vec<io::Result<ExitStatus>> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let took = start.elapsed();
+    let s = responder.stats();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    println!("8 concurrent execs, queue of 1, 300 ms policy: {took:?}, {ok} ran, {s:?}");
+    assert!(s.overflow >= 1, "{s:?}");
+    assert_eq!(s.watchdog, 0, "{s:?}");
+    assert_eq!(s.errors, 0, "{s:?}");
+    assert_eq!(
+        s.allowed + s.denied,
+        s.events,
+        "every event answered: {s:?}"
+    );
+    assert!(s.allowed >= s.overflow, "overflow answered allow: {s:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        }
+    }
+    // 8 execs, 2 events each, at most 2 of which can wait on one 300 ms policy each at any
+    // time: far below the 30 s deadline.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    responder.shutdown();
+}
+
+#[test]
+fn ten_thousand_denied_execs_all_fail() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let policy = TestPolicy::verdict(Verdict::Deny);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let n = execs();
+    let (ok, eperm, took) = exec_loop(&bin, n);
+    let s = responder.stats();
+    println!(
+        "{n} denied execs: {ok} ran, {eperm} EPERM, {took:?} ({:.1} us each), policy called {} \
+         time(s), {s:?}",
+        took.as_secs_f64() * 1e6 / n as f64,
+        policy.calls()
+    );
+    assert_eq!(ok, 0);
+    assert_eq!(eperm, n);
+    assert_eq!(s.denied, s.events, "{s:?}");
+    assert_eq!(s.errors, 0, "{s:?}");
+    assert_eq!(s.watchdog, 0, "{s:?}");
+    responder.shutdown();
+}
+
+/// `execveat(fd, "", AT_EMPTY_PATH | AT_EXECVE_CHECK)` (Linux 6.14): the exec checks,
+/// fanotify's included, without the exec. `None` if the kernel lacks the flag.
+fn execve_check(path: &Path) -> Option<io::Result<()>> {
+    const AT_EXECVE_CHECK: libc::c_int = 0x10000;
+    let file = std::fs::File::open(path).unwrap();
+    let empty = CString::new("").unwrap();
+    let argv: [*const libc::c_char; 2] = [empty.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: the fd is open for the call; the path, argv and envp are NUL-terminated strings
+    // and NULL-terminated arrays that outlive it; with AT_EXECVE_CHECK the call returns
+    // instead of replacing the process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH | AT_EXECVE_CHECK,
+        )
+    };
+    if rc == 0 {
+        return Some(Ok(()));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINVAL) {
+        return None;
+    }
+    Some(Err(err))
+}
+
+#[test]
+fn the_responders_own_process_is_trusted() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let policy = TestPolicy::verdict(Verdict::Deny);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let checked = {
+        let bin = bin.clone();
+        std::thread::spawn(move || execve_check(&bin))
+            .join()
+            .unwrap()
+    };
+    let Some(result) = checked else {
+        println!("no AT_EXECVE_CHECK in this kernel: skipped");
+        return;
+    };
+    result.unwrap();
+    let s = responder.stats();
+    assert!(s.trusted >= 1, "{s:?}");
+    assert_eq!(s.trusted, s.events, "{s:?}");
+    assert_eq!(policy.calls(), 0);
+    // A child is not trusted.
+    assert_denied(exec(&bin));
+    responder.shutdown();
+}
+
+#[test]
+fn cost_of_a_marked_exec() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let n = execs();
+
+    let (ok, _, bare) = exec_loop(&bin, n);
+    assert_eq!(ok, n);
+
+    let policy = TestPolicy::verdict(Verdict::Allow);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+    let (ok, _, marked) = exec_loop(&bin, n);
+    let s = responder.shutdown();
+    assert_eq!(ok, n);
+
+    let each = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "{n} fork+exec of {}: unmarked {bare:?} ({:.1} us each), marked + allow (cached) \
+         {marked:?} ({:.1} us each, +{:.1} us); policy called {} time(s); {s:?}",
+        bin.display(),
+        each(bare),
+        each(marked),
+        each(marked) - each(bare),
+        policy.calls()
+    );
+    assert_eq!(s.allowed, s.events);
+    assert_eq!(policy.calls(), 1);
+}
