@@ -88,13 +88,13 @@ impl Drop for Tmpfs {
 }
 
 /// A policy with a switchable verdict and an optional delay, counting its calls and keeping
-/// the last request.
+/// every request.
 #[derive(Clone, Default)]
 struct TestPolicy {
     deny: Arc<AtomicBool>,
     delay: Duration,
     calls: Arc<AtomicUsize>,
-    last: Arc<Mutex<Option<ExecRequest>>>,
+    seen: Arc<Mutex<Vec<ExecRequest>>>,
 }
 
 impl TestPolicy {
@@ -112,7 +112,7 @@ impl TestPolicy {
 impl ExecPolicy for TestPolicy {
     fn decide(&self, req: &ExecRequest) -> Verdict {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        *self.last.lock().unwrap() = Some(req.clone());
+        self.seen.lock().unwrap().push(req.clone());
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
@@ -211,7 +211,7 @@ fn allow_lets_the_exec_run_and_repeats_are_cache_hits() {
     assert_eq!(policy.calls(), 1, "the exec's later events hit the cache");
     assert_eq!(first.cache_hits, first.events - 1);
 
-    let req = policy.last.lock().unwrap().clone().unwrap();
+    let req = policy.seen.lock().unwrap()[0].clone();
     assert_eq!(req.path, bin, "the path from the event's fd");
     assert_ne!(req.pid, std::process::id() as i32, "the child, not us");
     let meta = std::fs::metadata(&bin).unwrap();
@@ -226,6 +226,86 @@ fn allow_lets_the_exec_run_and_repeats_are_cache_hits() {
 
     let end = responder.shutdown();
     assert_eq!(end.errors, 0, "{end:?}");
+}
+
+/// Copies `/bin/true` and the libraries `ldd` lists into `fs` at their own paths: a
+/// miniature container rootfs with a dynamic binary.
+fn install_dynamic_true(fs: &Tmpfs) {
+    let ldd = sh(&["ldd", "/bin/true"]);
+    let mut files = vec![PathBuf::from("/bin/true")];
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') {
+            files.push(PathBuf::from(word));
+        }
+    }
+    for file in files {
+        let dest = fs.path().join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &dest).unwrap();
+    }
+}
+
+/// Runs `/bin/true` chrooted into `root`, from a fresh thread (chroot itself is the host's,
+/// not watched).
+fn chroot_true(root: &Path) -> ExitStatus {
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        Command::new("chroot")
+            .arg(root)
+            .arg("/bin/true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_dynamic_exec_raises_two_events_and_both_are_answered() {
+    let fs = Tmpfs::new();
+    install_dynamic_true(&fs);
+
+    // The binary and its interpreter (`PT_INTERP`, which the kernel opens for exec too).
+    let policy = TestPolicy::verdict(Verdict::Allow);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+    assert!(chroot_true(fs.path()).success());
+    let s = responder.shutdown();
+    let seen: Vec<PathBuf> = policy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    println!("a dynamic exec: {seen:?}, {s:?}");
+    assert_eq!(s.events, 2, "{s:?}");
+    assert_eq!(s.allowed, 2, "{s:?}");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], fs.path().join("bin/true"));
+    assert!(seen[1].starts_with(fs.path().join("lib64")), "{seen:?}");
+
+    // Denying the second event alone fails the exec: it is answered on its own. A closure is
+    // a policy.
+    let deny_interp = |req: &ExecRequest| {
+        if req.path.to_string_lossy().contains("ld-linux") {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    };
+    let responder = Responder::start(Config::default(), deny_interp).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+    let status = chroot_true(fs.path());
+    let s = responder.shutdown();
+    assert!(
+        !status.success(),
+        "chroot could not exec /bin/true: {status}"
+    );
+    assert_eq!((s.events, s.allowed, s.denied), (2, 1, 1), "{s:?}");
 }
 
 #[test]
