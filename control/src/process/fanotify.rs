@@ -25,9 +25,11 @@
 //!   empty. The fd is closed right after the answer (not when the last reference goes), and
 //!   never before it: the kernel matches responses by fd number, and a number closed early
 //!   could be reused by the next event.
-//! - **Two events per exec.** One exec raises two permission events, each with its own fd;
-//!   nothing pairs them, every event is simply answered. Both carry the same file, so the
-//!   second one is a cache hit.
+//! - **Two events per exec.** Exec'ing a dynamic binary raises two permission events, one for
+//!   the binary and one for its interpreter (`PT_INTERP`, e.g. `ld-linux`, which the kernel
+//!   opens for exec too), each with its own fd; a static binary raises one. Nothing pairs
+//!   them: every event is answered on its own, and denying either fails the exec with
+//!   `EPERM`. The interpreter is the same file for every binary, so it is a cache hit.
 //! - **Shutdown** ([`Responder::shutdown`], or drop): flush every mark (no new events), drain
 //!   the kernel queue answering allow, answer everything queued with allow, join the threads,
 //!   close the fanotify fd (which makes the kernel allow anything still in flight). Nothing
@@ -147,6 +149,8 @@ pub struct Config {
     /// whose policy panicked.
     pub stall_verdict: Verdict,
     /// Pids always allowed without asking the policy, besides the responder's own process.
+    /// fanotify reports the thread group id, so the own process covers all its threads; a
+    /// child Palisade forks has its own pid (it is watched only if it execs under a mark).
     pub trusted_pids: Vec<i32>,
     /// Cached verdicts at most; when full the cache starts over.
     pub cache_capacity: usize,
