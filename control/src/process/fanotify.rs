@@ -8,9 +8,11 @@
 //! answering therefore hangs containers, so the design is about always answering:
 //!
 //! - **Reader thread.** Reads events, answers Palisade's own pids (`getpid()` plus
-//!   [`Config::trusted_pids`]) with allow at once, and pushes every other event into a bounded
-//!   queue ([`Config::queue_capacity`]). When the queue is full the event is answered at once
-//!   with [`Config::overflow_verdict`] and counted ([`Stats::overflow`]).
+//!   [`Config::trusted_pids`]) with allow at once, answers cache hits itself
+//!   ([`Config::hits_in_reader`]: one thread wake-up less per cached exec), and pushes every
+//!   other event into a bounded queue ([`Config::queue_capacity`]). When the queue is full the
+//!   event is answered at once with [`Config::overflow_verdict`] and counted
+//!   ([`Stats::overflow`]).
 //! - **Decision workers** ([`Config::workers`]) take events from the queue, build an
 //!   [`ExecRequest`] from the event's fd (`fstat` and the `/proc/self/fd` link; the responder
 //!   never opens or execs a watched path itself), look the verdict up in the cache and call
@@ -50,6 +52,10 @@
 //! very responder), and must not wait on the exec'ing process (its `/proc/<pid>/exe`,
 //! `cmdline` or `environ`). The watchdog bounds the damage of a slow policy; a panicking one is
 //! caught, counted as an error and answered with the stall verdict.
+//!
+//! [`ExecPolicy::cache_key`] runs on the reader (unless [`Config::hits_in_reader`] is off),
+//! where nothing bounds it: it must not block at all. A pure function of the request is ideal,
+//! e.g. the container whose rootfs mount [`ExecRequest::path`] is under.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -154,6 +160,10 @@ pub struct Config {
     pub trusted_pids: Vec<i32>,
     /// Cached verdicts at most; when full the cache starts over.
     pub cache_capacity: usize,
+    /// Answer cache hits on the reader thread, without the hop to a worker: the reader then
+    /// examines every event and calls [`ExecPolicy::cache_key`] itself, so that must never
+    /// block (the watchdog only covers queued events). Saves a thread wake-up per cached exec.
+    pub hits_in_reader: bool,
 }
 
 impl Default for Config {
@@ -166,6 +176,7 @@ impl Default for Config {
             stall_verdict: Verdict::Allow,
             trusted_pids: Vec::new(),
             cache_capacity: 65_536,
+            hits_in_reader: true,
         }
     }
 }
@@ -402,6 +413,16 @@ impl<E> Slot<E> {
 
 type EventSlot = Arc<Slot<FanotifyEvent>>;
 
+/// What the reader hands a worker: the event, and its request and cache key if the reader
+/// examined it already.
+#[derive(Debug)]
+struct Queued {
+    slot: EventSlot,
+    prepared: Option<Prepared>,
+}
+
+type Prepared = (ExecRequest, Option<CacheKey>);
+
 /// Everything the threads share.
 struct Shared {
     fan: Fanotify,
@@ -458,6 +479,14 @@ impl Shared {
         }
     }
 
+    /// The cache key of a request, if the policy caches it.
+    fn key(&self, req: &ExecRequest) -> Option<CacheKey> {
+        self.policy.cache_key(req).map(|policy| CacheKey {
+            file: req.file,
+            policy,
+        })
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -497,7 +526,7 @@ impl Responder {
         config.workers = config.workers.max(1);
         let mut trusted: HashSet<i32> = config.trusted_pids.iter().copied().collect();
         trusted.insert(std::process::id().cast_signed());
-        let (tx, rx) = sync_channel::<EventSlot>(config.queue_capacity);
+        let (tx, rx) = sync_channel::<Queued>(config.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
         let workers = config.workers;
         let shared = Arc::new(Shared {
@@ -657,7 +686,7 @@ impl Drop for Responder {
     }
 }
 
-fn reader_loop(shared: &Shared, wake: &OwnedFd, tx: SyncSender<EventSlot>) {
+fn reader_loop(shared: &Shared, wake: &OwnedFd, tx: SyncSender<Queued>) {
     loop {
         if shared.stopping() {
             break;
@@ -725,7 +754,7 @@ fn classify(shared: &Shared, event: FanotifyEvent) -> Option<FanotifyEvent> {
     Some(event)
 }
 
-fn handle_event(shared: &Shared, tx: &SyncSender<EventSlot>, event: FanotifyEvent) {
+fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) {
     let Some(event) = classify(shared, event) else {
         return;
     };
@@ -735,12 +764,24 @@ fn handle_event(shared: &Shared, tx: &SyncSender<EventSlot>, event: FanotifyEven
         shared.answer_now(event, Verdict::Allow);
         return;
     }
+    let prepared = match cached(shared, &event, pid) {
+        Lookup::Hit(verdict) => {
+            bump(&shared.counters.cache_hits);
+            shared.answer_now(event, verdict);
+            return;
+        }
+        Lookup::Miss(prepared) => prepared,
+    };
     let slot = Arc::new(Slot::new(
         event,
         pid,
         Instant::now() + shared.config.deadline,
     ));
-    match tx.try_send(Arc::clone(&slot)) {
+    let queued = Queued {
+        slot: Arc::clone(&slot),
+        prepared,
+    };
+    match tx.try_send(queued) {
         Ok(()) => {
             let mut pending = lock(&shared.pending);
             let was_empty = pending.is_empty();
@@ -756,38 +797,61 @@ fn handle_event(shared: &Shared, tx: &SyncSender<EventSlot>, event: FanotifyEven
     }
 }
 
-fn worker_loop(shared: &Shared, rx: &Mutex<Receiver<EventSlot>>) {
+/// The reader's cache lookup.
+enum Lookup {
+    Hit(Verdict),
+    /// Not cached (or not looked up): what a worker can reuse, if anything.
+    Miss(Option<Prepared>),
+}
+
+/// The reader's fast path ([`Config::hits_in_reader`]).
+fn cached(shared: &Shared, event: &FanotifyEvent, pid: i32) -> Lookup {
+    if !shared.config.hits_in_reader {
+        return Lookup::Miss(None);
+    }
+    let Ok(req) = examine(event, pid) else {
+        return Lookup::Miss(None); // the worker tries again, and counts the error
+    };
+    let Ok(key) = catch_unwind(AssertUnwindSafe(|| shared.key(&req))) else {
+        return Lookup::Miss(None); // a panicking key: the worker calls it again, and counts it
+    };
+    match key.as_ref().and_then(|k| shared.cache.get(k)) {
+        Some(verdict) => Lookup::Hit(verdict),
+        None => Lookup::Miss(Some((req, key))),
+    }
+}
+
+fn worker_loop(shared: &Shared, rx: &Mutex<Receiver<Queued>>) {
     loop {
         let next = lock(rx).recv();
-        let Ok(slot) = next else {
+        let Ok(Queued { slot, prepared }) = next else {
             return; // the reader is gone and the queue is empty
         };
         if shared.stopping() {
             shared.answer(&slot, Verdict::Allow);
             continue;
         }
-        decide(shared, &slot);
+        decide(shared, &slot, prepared);
     }
 }
 
-/// The worker's part for one event: examine, cache, policy, answer.
-fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>) {
-    let examined = slot.with_event(|event| examine(event, slot.pid));
-    let req = match examined {
-        None => return, // answered by the watchdog before we got to it
-        Some(Ok(req)) => req,
-        Some(Err(_)) => {
-            bump(&shared.counters.errors);
-            shared.answer(slot, shared.config.stall_verdict);
-            return;
-        }
+/// The worker's part for one event: examine (unless the reader did), cache, policy, answer.
+fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>, prepared: Option<Prepared>) {
+    let (req, key) = match prepared {
+        Some((req, key)) => (req, Some(key)),
+        None => match slot.with_event(|event| examine(event, slot.pid)) {
+            None => return, // answered by the watchdog before we got to it
+            Some(Ok(req)) => (req, None),
+            Some(Err(_)) => {
+                bump(&shared.counters.errors);
+                shared.answer(slot, shared.config.stall_verdict);
+                return;
+            }
+        },
     };
     let policy = &shared.policy;
     let decided = catch_unwind(AssertUnwindSafe(|| {
-        let key = policy.cache_key(&req).map(|policy| CacheKey {
-            file: req.file,
-            policy,
-        });
+        let key = key.unwrap_or_else(|| shared.key(&req));
         if let Some(key) = &key
             && let Some(verdict) = shared.cache.get(key)
         {
