@@ -412,6 +412,64 @@ fn the_watchdog_answers_a_policy_slower_than_the_deadline() {
 }
 
 #[test]
+fn shutdown_releases_an_exec_waiting_on_a_slow_policy() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let mut policy = TestPolicy::verdict(Verdict::Deny);
+    policy.delay = Duration::from_secs(2);
+    let config = Config {
+        deadline: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let responder = Responder::start(config, policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let start = Instant::now();
+    let child = {
+        let bin = bin.clone();
+        std::thread::spawn(move || {
+            let status = exec(&bin);
+            (status, start.elapsed())
+        })
+    };
+    while policy.calls() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the policy was never called"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = responder.shutdown();
+    let stopped = start.elapsed();
+    let (status, released) = child.join().unwrap();
+    println!("exec released after {released:?}, shutdown returned after {stopped:?}: {s:?}");
+    assert!(status.unwrap().success(), "shutdown allows what is pending");
+    assert!(released < Duration::from_millis(1500), "{released:?}");
+    assert_eq!((s.watchdog, s.denied), (0, 0), "{s:?}");
+    assert!(
+        s.late >= 1,
+        "the policy's deny came after the shutdown's allow: {s:?}"
+    );
+}
+
+#[test]
+fn a_panicking_policy_is_answered_with_the_stall_default() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let panics = |_: &ExecRequest| -> Verdict { panic!("a buggy policy") };
+    let responder = Responder::start(Config::default(), panics).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+    for _ in 0..3 {
+        assert!(exec(&bin).unwrap().success(), "stall default: allow");
+    }
+    let s = responder.shutdown();
+    assert_eq!(s.errors, 3, "one per exec, and the worker lives on: {s:?}");
+    assert_eq!(s.allowed, 3, "{s:?}");
+    // Printing a panic's backtrace can outlast the deadline: then the watchdog answered first.
+    assert_eq!(s.watchdog, s.late, "{s:?}");
+}
+
+#[test]
 fn a_full_queue_is_answered_with_the_overflow_default() {
     let fs = Tmpfs::new();
     let bins: Vec<PathBuf> = (0..8).map(|i| fs.install(&format!("true{i}"))).collect();
