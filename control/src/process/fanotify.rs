@@ -633,6 +633,9 @@ impl Responder {
 
     /// Removes every mark, allows everything pending, joins the threads and closes the fd.
     /// Returns the final counters.
+    ///
+    /// Pending execs are released first; the join then waits for any policy call in progress
+    /// to return (its verdict is discarded). Not to be called from the policy.
     pub fn shutdown(mut self) -> Stats {
         self.stop();
         self.stats()
@@ -1131,6 +1134,12 @@ mod tests {
         };
         assert_eq!(policy.cache_key(&req), Some(0));
         assert_eq!(ExecPolicy::decide(&policy, &req), Verdict::Deny);
+    }
+
+    #[test]
+    fn the_responder_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Responder>();
     }
 
     #[test]
