@@ -498,6 +498,8 @@ pub struct Responder {
     shared: Arc<Shared>,
     /// Write end of the pipe that wakes the reader for shutdown.
     wake: Option<OwnedFd>,
+    reader: Option<JoinHandle<()>>,
+    /// The workers and the watchdog.
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -544,6 +546,7 @@ impl Responder {
         let mut responder = Self {
             shared: Arc::clone(&shared),
             wake: Some(wake_tx),
+            reader: None,
             threads: Vec::new(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -555,7 +558,7 @@ impl Responder {
         let s = Arc::clone(&shared);
         let reader = spawn("reader", Box::new(move || reader_loop(&s, &wake_rx, tx)))
             .map_err(|e| Error::Spawn("reader", e))?;
-        responder.threads.push(reader);
+        responder.reader = Some(reader);
         for _ in 0..workers {
             let (s, rx) = (Arc::clone(&shared), Arc::clone(&rx));
             let worker = spawn("worker", Box::new(move || worker_loop(&s, &rx)))
@@ -658,23 +661,27 @@ impl Responder {
             }
         }
         // Wake the reader; it drains the kernel queue, allowing, and exits. Closing the write
-        // end wakes it too, should the write fail.
+        // end wakes it too, should the write fail. Once it is gone nothing is queued any more.
         if let Some(wake) = self.wake.take() {
             let _ = nix::unistd::write(&wake, &[1u8]);
             drop(wake);
         }
+        // A thread cannot panic short of a bug; there is nothing left to do about it then.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         // The watchdog allows everything still queued and exits; workers see `stop` and allow
-        // what they take from the queue without asking the policy.
+        // what they take from the queue without asking the policy. A worker inside the policy
+        // holds up its join, not the execs.
         {
             let _pending = lock(&shared.pending);
             shared.pending_cv.notify_all();
         }
         for thread in self.threads.drain(..) {
-            // A thread cannot panic short of a bug; there is nothing left to do about it.
             let _ = thread.join();
         }
-        // Anything the watchdog exited too early to see (pushed by the reader after the
-        // watchdog's last pass).
+        // Nothing should be left (the watchdog started after the reader stopped queueing),
+        // but an unanswered event must never outlive the responder.
         let rest: Vec<EventSlot> = lock(&shared.pending).drain(..).collect();
         for slot in rest {
             shared.answer(&slot, Verdict::Allow);
@@ -764,6 +771,11 @@ fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) 
     let pid = event.pid();
     if shared.trusted.contains(&pid) {
         bump(&shared.counters.trusted);
+        shared.answer_now(event, Verdict::Allow);
+        return;
+    }
+    if shared.stopping() {
+        // The rest of a batch read before the shutdown: allowed like the drain.
         shared.answer_now(event, Verdict::Allow);
         return;
     }
