@@ -63,7 +63,8 @@ impl Tmpfs {
         self.dir.path()
     }
 
-    /// Copies the test binary in as `name` (busybox runs its applet by that name).
+    /// Copies the test binary in as `name`, a relative path (busybox runs the applet its file
+    /// is named after: `true`).
     fn install(&self, name: &str) -> PathBuf {
         let source = ["/usr/bin/busybox", "/bin/busybox", "/bin/true"]
             .into_iter()
@@ -71,6 +72,7 @@ impl Tmpfs {
             .find(|p| p.exists())
             .expect("no busybox or /bin/true");
         let dest = self.path().join(name);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(source, &dest).unwrap();
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
         dest
@@ -472,7 +474,7 @@ fn a_panicking_policy_is_answered_with_the_stall_default() {
 #[test]
 fn a_full_queue_is_answered_with_the_overflow_default() {
     let fs = Tmpfs::new();
-    let bins: Vec<PathBuf> = (0..8).map(|i| fs.install(&format!("true{i}"))).collect();
+    let bins: Vec<PathBuf> = (0..8).map(|i| fs.install(&format!("{i}/true"))).collect();
     let mut policy = TestPolicy::verdict(Verdict::Deny);
     policy.delay = Duration::from_millis(300);
     let config = Config {
@@ -505,14 +507,58 @@ fn a_full_queue_is_answered_with_the_overflow_default() {
     );
     assert!(s.allowed >= s.overflow, "overflow answered allow: {s:?}");
     for r in &results {
-        if let Err(e) = r {
-            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        match r {
+            Ok(status) => assert!(status.success(), "{status}"),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
         }
     }
     // 8 execs, 2 events each, at most 2 of which can wait on one 300 ms policy each at any
     // time: far below the 30 s deadline.
     assert!(took < Duration::from_secs(10), "{took:?}");
     responder.shutdown();
+}
+
+#[test]
+fn concurrent_execs_of_allowed_and_denied_binaries() {
+    const THREADS: usize = 4;
+    const EACH: usize = 300;
+    let fs = Tmpfs::new();
+    let allowed = fs.install("allowed/true");
+    let denied = fs.install("denied/true");
+    let by_name = |req: &ExecRequest| {
+        if req.path.parent().is_some_and(|p| p.ends_with("denied")) {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        }
+    };
+    let responder = Responder::start(Config::default(), by_name).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+
+    let start = Instant::now();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let bin = if i % 2 == 0 { &allowed } else { &denied }.clone();
+            std::thread::spawn(move || exec_loop(&bin, EACH))
+        })
+        .collect();
+    let results: Vec<(usize, usize, Duration)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let took = start.elapsed();
+    let s = responder.shutdown();
+    println!("{THREADS} threads x {EACH} execs in {took:?}: {s:?}");
+    for (i, (ok, eperm, _)) in results.into_iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!((ok, eperm), (EACH, 0), "thread {i}");
+        } else {
+            assert_eq!((ok, eperm), (0, EACH), "thread {i}");
+        }
+    }
+    let n = (THREADS * EACH) as u64;
+    assert_eq!(s.events, n, "{s:?}");
+    assert_eq!((s.allowed, s.denied), (n / 2, n / 2), "{s:?}");
+    assert_eq!((s.errors, s.watchdog, s.overflow), (0, 0, 0), "{s:?}");
+    assert!(s.cache_hits >= n - 4, "{s:?}");
 }
 
 #[test]
