@@ -139,6 +139,7 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
             Arc::clone(&core),
             true,
             Arc::clone(&process_counters),
+            found_rx.clone(),
             process_stop_rx,
         ))
     });

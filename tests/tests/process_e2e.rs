@@ -69,7 +69,13 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     let svc = Service::start(&dir.path().join("podman.sock"));
     let mut net = Network::new(&format!("pal-{u}"), SUBNET);
     let name = format!("{u}-app");
-    let id = net.run(&name, "198.18.106.10", &["app=procapp"], "sleep 3600");
+    // /tmp/evil: a binary no profile will list (a copy of busybox, made before Palisade).
+    let id = net.run(
+        &name,
+        "198.18.106.10",
+        &["app=procapp"],
+        "cp /bin/busybox /tmp/evil && sleep 3600",
+    );
     let addr = free_port();
     std::fs::write(
         dir.path().join("palisade.toml"),
@@ -101,12 +107,13 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     for cmd in [
         &["sleep", "0.5"][..],
         &["timeout", "-s", "KILL", "0.5", "tail", "-f", "/dev/null"],
+        &["sh", "-c", "sleep 0.5; sleep 0.1"],
     ] {
         let mut args = vec!["exec", name.as_str()];
         args.extend_from_slice(cmd);
         let _ = podman::podman(&args);
     }
-    let want: BTreeSet<(String, String, bool)> = ["sleep", "tail", "timeout"]
+    let want: BTreeSet<(String, String, bool)> = ["sh", "sleep", "tail", "timeout"]
         .iter()
         .map(|n| ((*n).to_owned(), "/bin/busybox".to_owned(), true))
         .collect();
@@ -148,7 +155,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
             .any(|e| e["details"]["name"] == "sleep"),
         "sleep is learned"
     );
-    assert_eq!(profile(&api, group).len(), 3, "monitor learns nothing");
+    assert_eq!(profile(&api, group).len(), 4, "monitor learns nothing");
 
     // ---- protect: the SIGKILL path -------------------------------------------------------
     api.call(
@@ -180,6 +187,26 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         }
     }
     eprintln!("protect (SIGKILL path): {escaped}/{attempts} runs of an unlisted `id` completed");
+    // The exec gate: an unlisted binary never runs, however often it is tried.
+    let t = Instant::now();
+    let out = podman::must(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "n=0; i=0; while [ $i -lt 10000 ]; do /tmp/evil true 2>/dev/null && n=$((n+1)); i=$((i+1)); done; echo $n",
+    ]);
+    eprintln!(
+        "protect (exec gate): {out} of 10000 runs of an unlisted binary escaped, in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(out, "0", "escapes through the exec gate");
+    let denied = wait_for(Duration::from_secs(10), "gate denial reported", || {
+        violations(&api, before)
+            .into_iter()
+            .find(|e| e["details"]["path"] == "/tmp/evil")
+    });
+    assert_eq!(denied["details"]["mode"], "protect", "{denied}");
     let stats = api.call("GET", "/v1/stats", None);
     let p = &stats["process"];
     assert!(p["killed"].as_u64().unwrap_or(0) >= 1, "{stats}");

@@ -412,11 +412,63 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
+/// The containers whose filesystem carries an exec mark: container id -> the path marked.
+#[derive(Debug, Default)]
+struct Marks {
+    marked: HashMap<String, PathBuf>,
+}
+
+impl Marks {
+    /// Marks the filesystem of every protected (not exempt) container and unmarks the rest.
+    fn sync(
+        &mut self,
+        r: &super::fanotify::Responder,
+        policy: &ProcessPolicy,
+        found: &[crate::workload::Discovered],
+    ) {
+        use super::fanotify::MarkScope;
+        let want: HashMap<&str, u32> = found
+            .iter()
+            .filter(|d| {
+                policy
+                    .containers
+                    .get(&d.container_id)
+                    .is_some_and(|m| m.mode == Mode::Protect && !m.exempt)
+            })
+            .map(|d| (d.container_id.as_str(), d.root_pid))
+            .collect();
+        self.marked.retain(|id, path| {
+            if want.contains_key(id.as_str()) {
+                return true;
+            }
+            // Gone or no longer protected; a gone container's filesystem is gone too.
+            let _ = r.unmark(path, MarkScope::Filesystem);
+            false
+        });
+        for (id, pid) in want {
+            if self.marked.contains_key(id) {
+                continue;
+            }
+            let path = PathBuf::from(format!("/proc/{pid}/root"));
+            match r.mark(&path, MarkScope::Filesystem) {
+                Ok(()) => {
+                    tracing::info!(container = %id, "exec gate on");
+                    self.marked.insert(id.to_owned(), path);
+                }
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %crate::error_chain(&e), "cannot mark the container's filesystem; protect kills after the start")
+                }
+            }
+        }
+    }
+}
+
 /// Runs the engine until `stop` turns true. `kill` enables the SIGKILL path for protect.
 pub async fn run(
     core: Arc<Core>,
     kill: bool,
     counters: Arc<EngineCounters>,
+    mut found: tokio::sync::watch::Receiver<Arc<Vec<crate::workload::Discovered>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let connector =
@@ -436,6 +488,29 @@ pub async fn run(
     let policy = Arc::new(ArcSwap::from_pointee(load(&core).await.unwrap_or_default()));
     let (tx, mut rx) = mpsc::channel::<Observation>(4096);
     let halt = Arc::new(AtomicBool::new(false));
+    // The exec gate for protect: marks on the filesystems of protected containers.
+    let epoch = Arc::new(AtomicU64::new(0));
+    let gate = super::gate::ExecGate {
+        policy: Arc::clone(&policy),
+        epoch: Arc::clone(&epoch),
+        tx: tx.clone(),
+    };
+    let responder = match super::fanotify::Responder::start(
+        super::fanotify::Config::default(),
+        gate,
+    ) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let msg = format!(
+                "process engine: no exec gate ({}); protect mode kills unlisted programs after they start",
+                crate::error_chain(&e)
+            );
+            tracing::warn!("{msg}");
+            let _ = core.record(NewEvent::system(Severity::Warning, msg)).await;
+            None
+        }
+    };
+    let mut marks = Marks::default();
     let observer = std::thread::Builder::new()
         .name("proc-events".into())
         .spawn({
@@ -472,6 +547,7 @@ pub async fn run(
         tokio::select! {
             _ = revs.changed() => {}
             _ = profile_revs.changed() => {}
+            _ = found.changed() => {}
             o = rx.recv() => {
                 let Some(o) = o else { break };
                 if o.outcome == Outcome::Learn && o.finding.is_none() {
@@ -506,11 +582,23 @@ pub async fn run(
         }
         // A policy or profile change (or our own learning): the observer judges with the new one.
         match load(&core).await {
-            Ok(p) => policy.store(Arc::new(p)),
+            Ok(p) => {
+                policy.store(Arc::new(p));
+                epoch.fetch_add(1, Ordering::AcqRel);
+                if let Some(r) = &responder {
+                    r.clear_cache();
+                    let containers = found.borrow().clone();
+                    marks.sync(r, &policy.load(), &containers);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "cannot reload the process policy"),
         }
     }
     halt.store(true, Ordering::Release);
+    if let Some(r) = responder {
+        let stats = r.shutdown();
+        tracing::info!(?stats, "exec gate stopped");
+    }
 }
 
 #[cfg(test)]
