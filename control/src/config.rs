@@ -49,11 +49,32 @@ pub struct Config {
 pub struct ProcessConfig {
     /// Run the process engine (learn, alert, block programs in containers).
     pub enabled: bool,
+    /// Block unlisted programs before they run (fanotify exec marks on protected
+    /// containers); off: they are killed right after they start.
+    pub exec_gate: bool,
+    /// Exec checks queued for a verdict at most; more are answered with `on_overflow`.
+    pub queue: usize,
+    /// How long an exec waits for its verdict before the watchdog answers with `on_stall`.
+    pub deadline_ms: u64,
+    /// Answer to an exec that finds the queue full: true allows.
+    pub overflow_allows: bool,
+    /// Answer to an exec not decided in time: true allows (fail open).
+    pub stall_allows: bool,
+    /// Protect also refuses programs written after the container started (zero drift).
+    pub zero_drift: bool,
 }
 
 impl Default for ProcessConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            exec_gate: true,
+            queue: 2048,
+            deadline_ms: 200,
+            overflow_allows: true,
+            stall_allows: true,
+            zero_drift: false,
+        }
     }
 }
 
@@ -183,6 +204,18 @@ struct RawConfig {
 struct RawProcess {
     #[serde(default)]
     enabled: Option<bool>,
+    #[serde(default)]
+    exec_gate: Option<bool>,
+    #[serde(default)]
+    queue: Option<Spanned<i64>>,
+    #[serde(default)]
+    deadline_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    on_overflow: Option<Spanned<String>>,
+    #[serde(default)]
+    on_stall: Option<Spanned<String>>,
+    #[serde(default)]
+    zero_drift: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,9 +386,52 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         workloads,
         notify,
         plumb,
-        process: ProcessConfig {
-            enabled: raw.process.enabled.unwrap_or(true),
+        process: validate_process(&src, raw.process)?,
+    })
+}
+
+fn validate_process(src: &Source<'_>, raw: RawProcess) -> Result<ProcessConfig, ConfigError> {
+    let d = ProcessConfig::default();
+    let int = |v: Option<Spanned<i64>>,
+               name: &str,
+               range: std::ops::RangeInclusive<i64>,
+               default: u64| {
+        match v {
+            None => Ok(default),
+            Some(v) if range.contains(v.get_ref()) => {
+                Ok(u64::try_from(*v.get_ref()).unwrap_or(default))
+            }
+            Some(v) => Err(src.error(
+                v.span(),
+                format!(
+                    "`{name}` must be within {}..={}, not {}",
+                    range.start(),
+                    range.end(),
+                    v.get_ref()
+                ),
+            )),
+        }
+    };
+    let verdict = |v: Option<Spanned<String>>, name: &str| match v {
+        None => Ok(true),
+        Some(v) => match v.get_ref().as_str() {
+            "allow" => Ok(true),
+            "deny" => Ok(false),
+            other => Err(src.error(
+                v.span(),
+                format!("`{name}` must be allow or deny, not `{other}`"),
+            )),
         },
+    };
+    Ok(ProcessConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        exec_gate: raw.exec_gate.unwrap_or(d.exec_gate),
+        queue: usize::try_from(int(raw.queue, "queue", 1..=1_000_000, d.queue as u64)?)
+            .unwrap_or(d.queue),
+        deadline_ms: int(raw.deadline_ms, "deadline_ms", 10..=10_000, d.deadline_ms)?,
+        overflow_allows: verdict(raw.on_overflow, "on_overflow")?,
+        stall_allows: verdict(raw.on_stall, "on_stall")?,
+        zero_drift: raw.zero_drift.unwrap_or(d.zero_drift),
     })
 }
 
@@ -773,6 +849,35 @@ mod tests {
         );
         let (line, msg) = bad("[[notify]]\nkind = \"syslog\"\nport = 514\n");
         assert_eq!(line, 3, "{msg}");
+    }
+
+    #[test]
+    fn process_section() {
+        assert_eq!(ok("").process, ProcessConfig::default());
+        let c = ok(
+            "[process]\nexec_gate = false\nqueue = 16\ndeadline_ms = 50\non_overflow = \"deny\"\non_stall = \"deny\"\nzero_drift = true\n",
+        );
+        assert_eq!(
+            c.process,
+            ProcessConfig {
+                enabled: true,
+                exec_gate: false,
+                queue: 16,
+                deadline_ms: 50,
+                overflow_allows: false,
+                stall_allows: false,
+                zero_drift: true,
+            }
+        );
+        assert_eq!(
+            bad("[process]\nqueue = 0\n"),
+            (2, "`queue` must be within 1..=1000000, not 0".into())
+        );
+        assert_eq!(
+            bad("[process]\n\non_stall = \"maybe\"\n"),
+            (3, "`on_stall` must be allow or deny, not `maybe`".into())
+        );
+        assert_eq!(bad("[process]\ndeadline_ms = 5\n").0, 2);
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
     let process = (!opts.demo && cfg.process.enabled).then(|| {
         tokio::spawn(crate::process::engine::run(
             Arc::clone(&core),
-            true,
+            cfg.process.clone(),
             Arc::clone(&process_counters),
             found_rx.clone(),
             process_stop_rx,

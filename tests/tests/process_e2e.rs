@@ -69,12 +69,13 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     let svc = Service::start(&dir.path().join("podman.sock"));
     let mut net = Network::new(&format!("pal-{u}"), SUBNET);
     let name = format!("{u}-app");
-    // /tmp/evil: a binary no profile will list (a copy of busybox, made before Palisade).
+    // /tmp/x/true: a binary no profile will list (a copy of busybox, made before Palisade;
+    // named `true` so that busybox runs its `true` applet).
     let id = net.run(
         &name,
         "198.18.106.10",
         &["app=procapp"],
-        "cp /bin/busybox /tmp/evil && sleep 3600",
+        "mkdir -p /tmp/x && cp /bin/busybox /tmp/x/true && sleep 3600",
     );
     let addr = free_port();
     std::fs::write(
@@ -117,10 +118,19 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         .iter()
         .map(|n| ((*n).to_owned(), "/bin/busybox".to_owned(), true))
         .collect();
-    let got = wait_for(Duration::from_secs(10), "programs learned", || {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
         let p = profile(&api, group);
-        (p.len() >= want.len()).then_some(p)
-    });
+        if p.len() >= want.len() {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "programs learned in 10 s: {p:?}; stats {}",
+            api.call("GET", "/v1/stats", None)["process"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(profile(&api, group), got, "nothing more is learned");
     assert_eq!(got, want, "exactly the programs run");
@@ -194,7 +204,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         &name,
         "sh",
         "-c",
-        "n=0; i=0; while [ $i -lt 10000 ]; do /tmp/evil true 2>/dev/null && n=$((n+1)); i=$((i+1)); done; echo $n",
+        "n=0; i=0; while [ $i -lt 10000 ]; do /tmp/x/true 2>/dev/null && n=$((n+1)); i=$((i+1)); done; echo $n",
     ]);
     eprintln!(
         "protect (exec gate): {out} of 10000 runs of an unlisted binary escaped, in {:?}",
@@ -204,9 +214,30 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     let denied = wait_for(Duration::from_secs(10), "gate denial reported", || {
         violations(&api, before)
             .into_iter()
-            .find(|e| e["details"]["path"] == "/tmp/evil")
+            .find(|e| e["details"]["path"] == "/tmp/x/true")
     });
     assert_eq!(denied["details"]["mode"], "protect", "{denied}");
+    // A profile edit takes effect at once: list /tmp/x/true (any name) and it runs (which
+    // also proves the 0 above was the gate's doing).
+    let t = Instant::now();
+    api.call(
+        "PATCH",
+        &format!("/v1/process-profiles/{group}"),
+        Some(&json!({"add": [{"name": "*", "path": "/tmp/x/true", "action": "allow"}]})),
+    );
+    let mut tries = 0;
+    while podman::podman(&["exec", &name, "/tmp/x/true"]).is_err() {
+        tries += 1;
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the edit never took effect"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "profile edit: /tmp/x/true runs {:?} after the PATCH was sent ({tries} refused tries, podman exec included)",
+        t.elapsed()
+    );
     let stats = api.call("GET", "/v1/stats", None);
     let p = &stats["process"];
     assert!(p["killed"].as_u64().unwrap_or(0) >= 1, "{stats}");

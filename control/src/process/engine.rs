@@ -463,10 +463,10 @@ impl Marks {
     }
 }
 
-/// Runs the engine until `stop` turns true. `kill` enables the SIGKILL path for protect.
+/// Runs the engine until `stop` turns true.
 pub async fn run(
     core: Arc<Core>,
-    kill: bool,
+    cfg: crate::config::ProcessConfig,
     counters: Arc<EngineCounters>,
     mut found: tokio::sync::watch::Receiver<Arc<Vec<crate::workload::Discovered>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -489,18 +489,37 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Observation>(4096);
     let halt = Arc::new(AtomicBool::new(false));
     // The exec gate for protect: marks on the filesystems of protected containers.
+    let kill = true;
     let epoch = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(ArcSwap::from_pointee(super::gate::Started::new()));
     let gate = super::gate::ExecGate {
         policy: Arc::clone(&policy),
         epoch: Arc::clone(&epoch),
         tx: tx.clone(),
+        zero_drift: cfg.zero_drift,
+        started: Arc::clone(&started),
     };
-    let responder = match super::fanotify::Responder::start(
-        super::fanotify::Config::default(),
-        gate,
-    ) {
-        Ok(r) => Some(r),
-        Err(e) => {
+    let verdict = |allow: bool| {
+        if allow {
+            super::fanotify::Verdict::Allow
+        } else {
+            super::fanotify::Verdict::Deny
+        }
+    };
+    let responder_cfg = super::fanotify::Config {
+        queue_capacity: cfg.queue,
+        deadline: Duration::from_millis(cfg.deadline_ms),
+        overflow_verdict: verdict(cfg.overflow_allows),
+        stall_verdict: verdict(cfg.stall_allows),
+        ..super::fanotify::Config::default()
+    };
+    let responder = match cfg
+        .exec_gate
+        .then(|| super::fanotify::Responder::start(responder_cfg, gate))
+    {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
             let msg = format!(
                 "process engine: no exec gate ({}); protect mode kills unlisted programs after they start",
                 crate::error_chain(&e)
@@ -589,6 +608,18 @@ pub async fn run(
                     r.clear_cache();
                     let containers = found.borrow().clone();
                     marks.sync(r, &policy.load(), &containers);
+                    started.store(Arc::new(
+                        containers
+                            .iter()
+                            .filter(|d| marks.marked.contains_key(&d.container_id))
+                            .filter_map(|d| {
+                                Some((
+                                    d.container_id.clone(),
+                                    super::gate::started_at(d.start_time)?,
+                                ))
+                            })
+                            .collect(),
+                    ));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot reload the process policy"),

@@ -8,7 +8,12 @@
 //! gate is judged by name and path by the observer right after, which kills a program whose
 //! name is not allowed (the SIGKILL path). Every denial is reported to the engine, once per
 //! file and policy (later ones are answered from the responder's cache).
+//!
+//! **Zero drift** (`[process] zero_drift`): in protect, a file changed (mtime or ctime) at or
+//! after its container started is refused even when its path is listed: only what came with
+//! the image runs.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -50,6 +55,31 @@ pub fn gate_allows(profile: &[ProcessEntry], path: &str) -> bool {
         .any(|e| e.action == Action::Allow && named(e))
 }
 
+/// Unix seconds at which each protected container started (zero drift: a file changed at or
+/// after that is not from the image).
+pub type Started = HashMap<String, i64>;
+
+/// When the process with start time `ticks` (clock ticks after boot) started, Unix seconds.
+pub fn started_at(ticks: u64) -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(btime + i64::try_from(ticks / hz).ok()?)
+}
+
+/// Whether a file with these times was written after `since` (Unix seconds): the later of
+/// mtime and ctime (ctime cannot be set back) counts.
+pub fn drifted(mtime: (i64, i64), ctime: (i64, i64), since: i64) -> bool {
+    mtime.0.max(ctime.0) >= since
+}
+
 /// The gate; cheap to clone through its `Arc`s.
 #[derive(Debug, Clone)]
 pub struct ExecGate {
@@ -59,6 +89,10 @@ pub struct ExecGate {
     pub epoch: Arc<AtomicU64>,
     /// Denials go to the engine as observations.
     pub tx: mpsc::Sender<Observation>,
+    /// Zero drift: refuse files written after their container started.
+    pub zero_drift: bool,
+    /// Start times of the protected containers.
+    pub started: Arc<ArcSwap<Started>>,
 }
 
 impl ExecPolicy for ExecGate {
@@ -88,7 +122,13 @@ impl ExecPolicy for ExecGate {
             return Verdict::Allow;
         }
         let profile = p.profiles.get(&m.group).map_or(&[][..], Vec::as_slice);
-        if gate_allows(profile, &path) {
+        let drift = self.zero_drift
+            && self
+                .started
+                .load()
+                .get(&container)
+                .is_some_and(|since| drifted(req.file.mtime, req.file.ctime, *since));
+        if !drift && gate_allows(profile, &path) {
             return Verdict::Allow;
         }
         let info = ProcInfo {
@@ -105,7 +145,7 @@ impl ExecPolicy for ExecGate {
             outcome: Outcome::Block,
             killed: false,
             rescan: false,
-            finding: None,
+            finding: drift.then_some("drift: a program written after the container started"),
         });
         Verdict::Deny
     }
@@ -145,6 +185,26 @@ mod tests {
             ],
             "/bin/busybox"
         ));
+    }
+
+    #[test]
+    fn drift_is_any_change_at_or_after_the_start() {
+        assert!(!drifted((99, 0), (99, 5), 100));
+        assert!(drifted((100, 0), (50, 0), 100));
+        assert!(
+            drifted((10, 0), (150, 0), 100),
+            "an mtime set back does not hide it"
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let me = crate::workload::procfs::parse_stat(
+            &std::fs::read_to_string("/proc/self/stat").unwrap(),
+        )
+        .unwrap();
+        let t = started_at(me.start_time).unwrap();
+        assert!(t <= now && t > now - 3600, "{t} vs {now}");
     }
 
     #[test]
