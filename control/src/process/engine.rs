@@ -64,6 +64,23 @@ pub fn judge(profile: &[ProcessEntry], name: &str, path: &str) -> Listed {
     }
 }
 
+/// `profile`'s verdict on a program known by name only: as [`judge`] with any path.
+pub fn judge_name(profile: &[ProcessEntry], name: &str) -> Listed {
+    let mut allowed = false;
+    for e in profile.iter().filter(|e| matches(&e.name, name)) {
+        match e.action {
+            Action::Deny if e.path == "*" => return Listed::Denied,
+            Action::Deny => {}
+            Action::Allow => allowed = true,
+        }
+    }
+    if allowed {
+        Listed::Allowed
+    } else {
+        Listed::NotListed
+    }
+}
+
 /// What the engine does about one program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -115,10 +132,13 @@ impl ProcessPolicy {
         let name = info.program().unwrap_or("");
         let path = info.exe.as_deref().unwrap_or("");
         let profile = self.profiles.get(&m.group).map_or(&[][..], Vec::as_slice);
-        let listed = if name.is_empty() && path.is_empty() {
-            Listed::NotListed
-        } else {
-            judge(profile, name, path)
+        let listed = match (name.is_empty(), info.exe.is_some()) {
+            (true, false) => Listed::NotListed,
+            // Gone before its executable could be read: judged by name (the exec gate, where
+            // it is on, has checked the path already; a program that is gone cannot be
+            // stopped anyway).
+            (false, false) => judge_name(profile, name),
+            _ => judge(profile, name, path),
         };
         Some((m, outcome(m.mode, m.exempt, listed)))
     }
@@ -710,6 +730,15 @@ mod tests {
         assert_eq!(p.decide(&info).map(|(_, o)| o), Some(Outcome::Pass));
         info.exe = Some("/tmp/sh".into());
         assert_eq!(p.decide(&info).map(|(_, o)| o), Some(Outcome::Alert));
+        // Gone before its executable was read: judged by name.
+        let by_name = ProcInfo {
+            pid: 3,
+            container: Some("c1".into()),
+            name: Some("sh".into()),
+            gone: true,
+            ..ProcInfo::default()
+        };
+        assert_eq!(p.decide(&by_name).map(|(_, o)| o), Some(Outcome::Pass));
         // Gone before anything was read: still judged (and alerted on), never dropped.
         let gone = ProcInfo {
             pid: 2,

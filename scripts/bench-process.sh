@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Cost of the process engine: N fork+exec of a `true` binary in a busybox container, with no
+# engine, in discover (events, attribution, learning) and in protect (the exec gate answering
+# from its cache, plus the name check), all in one run; and whether the engine kept up (its
+# exec count and loss reports from /v1/stats).
+#
+#   scripts/bench-process.sh [--execs N] [--rounds N]
+#
+# Needs root, podman + runc + the palisade-busybox:test image (scripts/setup.sh) and release
+# binaries (built here). Everything it creates is removed on exit; it stops only the processes
+# it started, by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EXECS=10000
+ROUNDS=3
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --execs) EXECS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "usage: $0 [--execs N] [--rounds N]" >&2; exit 2 ;;
+  esac
+done
+
+cargo build --release --locked -p control --bins >/dev/null
+BIN=$PWD/target/release
+P=(podman --runtime runc --cgroup-manager=cgroupfs)
+TAG=bp$$
+DIR=$(mktemp -d /tmp/palisade-bench-process.XXXXXX)
+UP_PID=
+SVC_PID=
+cleanup() {
+  set +e
+  [[ -n $UP_PID ]] && kill -TERM "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
+  [[ -n $SVC_PID ]] && kill "$SVC_PID" 2>/dev/null && wait "$SVC_PID" 2>/dev/null
+  "${P[@]}" rm --force --time 0 "$TAG" >/dev/null 2>&1
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+# A copy of busybox named `true` outside /bin: the shell must exec it (no applet shortcut).
+"${P[@]}" run --detach --name "$TAG" --network none --label app=benchproc \
+  --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 palisade-busybox:test \
+  sh -c 'mkdir -p /tmp/x && cp /bin/busybox /tmp/x/true && sleep 3600' >/dev/null
+sleep 1
+
+# Seconds for $EXECS fork+exec inside the container (one podman exec around them).
+loop() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "${P[@]}" exec "$TAG" sh -c "i=0; while [ \$i -lt $EXECS ]; do /tmp/x/true; i=\$((i+1)); done"
+  t1=$(date +%s.%N)
+  echo "$t1 - $t0" | bc -l
+}
+best() {
+  local b=999999 s
+  for _ in $(seq "$ROUNDS"); do
+    s=$(loop)
+    b=$(echo "if ($s < $b) $s else $b" | bc -l)
+  done
+  printf '%.3f' "$b"
+}
+
+NONE=$(best)
+echo "no engine: $NONE s for $EXECS execs"
+
+"${P[@]}" system service --time=0 "unix://$DIR/podman.sock" &
+SVC_PID=$!
+for _ in $(seq 100); do [[ -S $DIR/podman.sock ]] && break; sleep 0.1; done
+ADDR=127.0.0.1:$((20000 + $$ % 20000))
+cat >"$DIR/palisade.toml" <<EOF
+[api]
+listen = "$ADDR"
+[store]
+data_dir = "$DIR/data"
+[discovery]
+runtime_socket = "$DIR/podman.sock"
+interval_ms = 500
+[plumb]
+enabled = false
+EOF
+mkdir -p "$DIR/data"
+PALISADE_ADMIN_PASSWORD=bench-Proc-pw-1 "$BIN/palisade" --config "$DIR/palisade.toml" up \
+  --no-dataplane >"$DIR/up.log" 2>&1 &
+UP_PID=$!
+API=http://$ADDR
+for _ in $(seq 300); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+TOKEN=$(curl -fs -H 'Content-Type: application/json' \
+  -d '{"username":"admin","password":"bench-Proc-pw-1"}' "$API/v1/auth" | jq -r .token)
+api() { curl -fs -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+for _ in $(seq 100); do
+  api "$API/v1/groups/auto.benchproc" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+sleep 1
+stats() { api "$API/v1/stats" | jq -c .process; }
+BEFORE=$(stats)
+DISCOVER=$(best)
+AFTER=$(stats)
+echo "discover: $DISCOVER s; engine counters before $BEFORE after $AFTER"
+# Learned by now (sh, true); protect: the gate answers from its cache.
+api -X PATCH -d '{"process_mode":"protect"}' "$API/v1/groups/auto.benchproc" >/dev/null
+sleep 1
+PROTECT=$(best)
+FINAL=$(stats)
+echo "protect: $PROTECT s; engine counters $FINAL"
+printf '\n| engine | seconds for %s fork+exec (best of %s) | ratio | execs per second |\n|---|---|---|---|\n' "$EXECS" "$ROUNDS"
+for row in "none $NONE" "discover $DISCOVER" "protect $PROTECT"; do
+  set -- $row
+  printf '| %s | %s | %.3f | %.0f |\n' "$1" "$2" "$(echo "$2 / $NONE" | bc -l)" "$(echo "$EXECS / $2" | bc -l)"
+done
+echo
+echo "engine: $(echo "$AFTER" | jq '.execs') - $(echo "$BEFORE" | jq '.execs') execs seen in discover for $((EXECS * ROUNDS)) run; loss reports $(echo "$FINAL" | jq '.lost')"
