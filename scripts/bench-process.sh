@@ -111,3 +111,6 @@ for row in "none $NONE" "discover $DISCOVER" "protect $PROTECT"; do
 done
 echo
 echo "engine: $(echo "$AFTER" | jq '.execs') - $(echo "$BEFORE" | jq '.execs') execs seen in discover for $((EXECS * ROUNDS)) run; loss reports $(echo "$FINAL" | jq '.lost')"
+echo "process violations (count, name, path):"
+api "$API/v1/events?kind=process_violation&limit=1000" |
+  jq -r '.items[] | "\(.details.name) \(.details.path) \(.details.mode)"' | sort | uniq -c | head

@@ -48,6 +48,8 @@ pub struct ProcessStats {
     pub dropped: u64,
     /// Programs gone before their executable could be read, so not learned (discover).
     pub unlearnable: u64,
+    /// Processes gone before anything could be read (counted only).
+    pub unidentified: u64,
 }
 
 /// API responses by status class.
@@ -93,6 +95,7 @@ pub async fn stats(State(state): State<AppState>, _c: Caller) -> Json<StatsView>
                 rescans: g(&c.rescans),
                 dropped: g(&c.dropped),
                 unlearnable: g(&c.unlearnable),
+                unidentified: g(&c.unidentified),
             }
         }),
     })

@@ -192,6 +192,8 @@ pub struct EngineCounters {
     /// Programs not learned in discover because they were gone before /proc showed their
     /// executable (they are learned the next time they run long enough).
     pub unlearnable: AtomicU64,
+    /// Processes gone before anything (name, executable) could be read: counted only.
+    pub unidentified: AtomicU64,
 }
 
 /// One judged program, for the engine task.
@@ -275,6 +277,12 @@ impl Observer {
             return;
         };
         self.counters.execs.fetch_add(1, Ordering::Relaxed);
+        if info.program().is_none() && info.exe.is_none() {
+            // Gone before anything could be read: neither learnable nor judgeable (in protect
+            // the exec gate saw its path). Counted, not guessed at.
+            self.counters.unidentified.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if outcome == Outcome::Learn && info.exe.is_none() {
             self.counters.unlearnable.fetch_add(1, Ordering::Relaxed);
         }
