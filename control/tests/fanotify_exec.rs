@@ -178,6 +178,14 @@ fn assert_denied(result: io::Result<ExitStatus>) {
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
 }
 
+/// The default settings without ignore marks: these tests watch every exec's event.
+fn no_ignore() -> Config {
+    Config {
+        ignore_allowed: false,
+        ..Config::default()
+    }
+}
+
 fn delta(after: Stats, before: Stats) -> Stats {
     Stats {
         events: after.events - before.events,
@@ -189,6 +197,7 @@ fn delta(after: Stats, before: Stats) -> Stats {
         watchdog: after.watchdog - before.watchdog,
         late: after.late - before.late,
         errors: after.errors - before.errors,
+        ignored: after.ignored - before.ignored,
     }
 }
 
@@ -197,7 +206,7 @@ fn allow_lets_the_exec_run_and_repeats_are_cache_hits() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Allow);
-    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
 
     let s0 = responder.stats();
@@ -272,7 +281,7 @@ fn a_dynamic_exec_raises_two_events_and_both_are_answered() {
 
     // The binary and its interpreter (`PT_INTERP`, which the kernel opens for exec too).
     let policy = TestPolicy::verdict(Verdict::Allow);
-    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
     assert!(chroot_true(fs.path()).success());
     let s = responder.shutdown();
@@ -299,7 +308,7 @@ fn a_dynamic_exec_raises_two_events_and_both_are_answered() {
             Verdict::Allow
         }
     };
-    let responder = Responder::start(Config::default(), deny_interp).unwrap();
+    let responder = Responder::start(no_ignore(), deny_interp).unwrap();
     responder.mark_mount(fs.path()).unwrap();
     let status = chroot_true(fs.path());
     let s = responder.shutdown();
@@ -315,7 +324,7 @@ fn deny_fails_the_exec_with_eperm_until_the_cache_is_cleared() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Deny);
-    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
 
     let s0 = responder.stats();
@@ -349,8 +358,7 @@ fn deny_fails_the_exec_with_eperm_until_the_cache_is_cleared() {
 fn unmark_and_filesystem_marks() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
-    let responder =
-        Responder::start(Config::default(), TestPolicy::verdict(Verdict::Deny)).unwrap();
+    let responder = Responder::start(no_ignore(), TestPolicy::verdict(Verdict::Deny)).unwrap();
 
     responder.mark_mount(fs.path()).unwrap();
     assert_denied(exec(&bin));
@@ -371,8 +379,7 @@ fn unmark_and_filesystem_marks() {
 fn shutdown_removes_the_marks() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
-    let responder =
-        Responder::start(Config::default(), TestPolicy::verdict(Verdict::Deny)).unwrap();
+    let responder = Responder::start(no_ignore(), TestPolicy::verdict(Verdict::Deny)).unwrap();
     responder.mark_mount(fs.path()).unwrap();
     assert_denied(exec(&bin));
     responder.shutdown();
@@ -391,7 +398,7 @@ fn the_watchdog_answers_a_policy_slower_than_the_deadline() {
     let config = Config {
         deadline: Duration::from_millis(100),
         stall_verdict: Verdict::Allow,
-        ..Config::default()
+        ..no_ignore()
     };
     let responder = Responder::start(config, policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
@@ -421,7 +428,7 @@ fn shutdown_releases_an_exec_waiting_on_a_slow_policy() {
     policy.delay = Duration::from_secs(2);
     let config = Config {
         deadline: Duration::from_secs(60),
-        ..Config::default()
+        ..no_ignore()
     };
     let responder = Responder::start(config, policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
@@ -459,7 +466,7 @@ fn a_panicking_policy_is_answered_with_the_stall_default() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
     let panics = |_: &ExecRequest| -> Verdict { panic!("a buggy policy") };
-    let responder = Responder::start(Config::default(), panics).unwrap();
+    let responder = Responder::start(no_ignore(), panics).unwrap();
     responder.mark_mount(fs.path()).unwrap();
     for _ in 0..3 {
         assert!(exec(&bin).unwrap().success(), "stall default: allow");
@@ -481,7 +488,7 @@ fn a_full_queue_is_answered_with_the_overflow_default() {
         queue_capacity: 1,
         deadline: Duration::from_secs(30),
         overflow_verdict: Verdict::Allow,
-        ..Config::default()
+        ..no_ignore()
     };
     let responder = Responder::start(config, policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
@@ -532,7 +539,7 @@ fn concurrent_execs_of_allowed_and_denied_binaries() {
             Verdict::Allow
         }
     };
-    let responder = Responder::start(Config::default(), by_name).unwrap();
+    let responder = Responder::start(no_ignore(), by_name).unwrap();
     responder.mark_mount(fs.path()).unwrap();
 
     let start = Instant::now();
@@ -566,7 +573,7 @@ fn ten_thousand_denied_execs_all_fail() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Deny);
-    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
 
     let n = execs();
@@ -622,7 +629,7 @@ fn the_responders_own_process_is_trusted() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Deny);
-    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
     responder.mark_mount(fs.path()).unwrap();
 
     let checked = {
@@ -658,18 +665,19 @@ fn cost_of_a_marked_exec() {
     let n = batch * ROUNDS;
 
     let policy = TestPolicy::verdict(Verdict::Allow);
-    let reader = Responder::start(Config::default(), policy.clone()).unwrap();
+    let reader = Responder::start(no_ignore(), policy.clone()).unwrap();
     let worker_config = Config {
         hits_in_reader: false,
-        ..Config::default()
+        ..no_ignore()
     };
     let worker = Responder::start(worker_config, policy.clone()).unwrap();
-    let mut times: [Vec<Duration>; 3] = Default::default();
+    let ignoring = Responder::start(Config::default(), policy.clone()).unwrap();
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for _ in 0..ROUNDS {
         let (ok, _, t) = exec_loop(&bin, batch);
         assert_eq!(ok, batch);
         times[0].push(t);
-        for (i, responder) in [(1, &reader), (2, &worker)] {
+        for (i, responder) in [(1, &reader), (2, &worker), (3, &ignoring)] {
             responder.mark_mount(fs.path()).unwrap();
             let (ok, _, t) = exec_loop(&bin, batch);
             assert_eq!(ok, batch);
@@ -677,7 +685,7 @@ fn cost_of_a_marked_exec() {
             responder.unmark(fs.path(), MarkScope::Mount).unwrap();
         }
     }
-    let (sr, sw) = (reader.shutdown(), worker.shutdown());
+    let (sr, sw, si) = (reader.shutdown(), worker.shutdown(), ignoring.shutdown());
 
     let us = |d: Duration| d.as_secs_f64() * 1e6 / batch as f64;
     let mean = |v: &[Duration]| us(v.iter().sum::<Duration>()) / ROUNDS as f64;
@@ -685,7 +693,8 @@ fn cost_of_a_marked_exec() {
     println!(
         "{n} fork+exec of {} each way, {ROUNDS} interleaved rounds, us/exec mean (best round): \
          unmarked {:.1} ({:.1}); marked, cached allow from the reader {:.1} ({:.1}); from a \
-         worker {:.1} ({:.1}); policy called {} time(s); reader {sr:?}; worker {sw:?}",
+         worker {:.1} ({:.1}); with ignore marks {:.1} ({:.1}); policy called {} time(s); reader \
+         {sr:?}; worker {sw:?}; ignoring {si:?}",
         bin.display(),
         mean(&times[0]),
         best(&times[0]),
@@ -693,6 +702,8 @@ fn cost_of_a_marked_exec() {
         best(&times[1]),
         mean(&times[2]),
         best(&times[2]),
+        mean(&times[3]),
+        best(&times[3]),
         policy.calls()
     );
     for s in [sr, sw] {
@@ -700,5 +711,36 @@ fn cost_of_a_marked_exec() {
         assert_eq!(s.allowed, s.events);
         assert_eq!(s.cache_hits, s.events - 1);
     }
-    assert_eq!(policy.calls(), 2, "one miss per responder");
+    // With ignore marks the kernel asks once per mark (the unmark drops the ignore mark too).
+    assert!(si.events as usize <= ROUNDS, "{si:?}");
+    assert_eq!(policy.calls(), 3, "one miss per responder");
+}
+
+#[test]
+fn an_allowed_file_raises_no_more_events_until_it_changes_or_the_cache_is_cleared() {
+    let fs = Tmpfs::new();
+    let bin = fs.install("true");
+    let policy = TestPolicy::verdict(Verdict::Allow);
+    let responder = Responder::start(Config::default(), policy.clone()).unwrap();
+    responder.mark_mount(fs.path()).unwrap();
+    let (ok, _, _) = exec_loop(&bin, 50);
+    assert_eq!(ok, 50);
+    let s = responder.stats();
+    assert_eq!(
+        (s.events, s.ignored),
+        (1, 1),
+        "asked once, then ignored: {s:?}"
+    );
+    // A policy change flushes the ignore marks: asked again.
+    responder.clear_cache();
+    let (ok, _, _) = exec_loop(&bin, 5);
+    assert_eq!(ok, 5);
+    assert_eq!(responder.stats().events, 2, "{:?}", responder.stats());
+    // Writing the file drops its ignore mark (the kernel's doing): asked again.
+    let data = std::fs::read(&bin).unwrap();
+    std::fs::write(&bin, data).unwrap();
+    let (ok, _, _) = exec_loop(&bin, 5);
+    assert_eq!(ok, 5);
+    assert_eq!(responder.stats().events, 3, "{:?}", responder.stats());
+    responder.shutdown();
 }

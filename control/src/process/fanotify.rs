@@ -164,6 +164,10 @@ pub struct Config {
     /// examines every event and calls [`ExecPolicy::cache_key`] itself, so that must never
     /// block (the watchdog only covers queued events). Saves a thread wake-up per cached exec.
     pub hits_in_reader: bool,
+    /// After the policy (or the cache) allows a file, put an ignore mark on its inode: the
+    /// kernel then raises no event for it at all until the file is modified (the kernel drops
+    /// the ignore mark then) or [`Responder::clear_cache`] flushes the ignore marks.
+    pub ignore_allowed: bool,
 }
 
 impl Default for Config {
@@ -177,6 +181,7 @@ impl Default for Config {
             trusted_pids: Vec::new(),
             cache_capacity: 65_536,
             hits_in_reader: true,
+            ignore_allowed: true,
         }
     }
 }
@@ -252,6 +257,8 @@ pub struct Stats {
     /// Failures: reads, response writes, examining an event fd, a panicking policy, an event
     /// in an unknown format, a kernel queue overflow.
     pub errors: u64,
+    /// Files the kernel was told not to ask about again (ignore marks after an allow).
+    pub ignored: u64,
 }
 
 #[derive(Debug, Default)]
@@ -265,6 +272,7 @@ struct Counters {
     watchdog: AtomicU64,
     late: AtomicU64,
     errors: AtomicU64,
+    ignored: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -284,6 +292,7 @@ impl Counters {
             watchdog: get(&self.watchdog),
             late: get(&self.late),
             errors: get(&self.errors),
+            ignored: get(&self.ignored),
         }
     }
 }
@@ -460,6 +469,24 @@ impl Shared {
         }
     }
 
+    /// Tells the kernel not to ask about this event's file again until it is modified (an
+    /// ignore mark on its inode), when so configured.
+    fn ignore(&self, event: &FanotifyEvent) {
+        if !self.config.ignore_allowed {
+            return;
+        }
+        let Some(fd) = event.fd() else { return };
+        let added = self.fan.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
+            MaskFlags::FAN_OPEN_EXEC_PERM,
+            fd,
+            None::<&Path>,
+        );
+        if added.is_ok() {
+            bump(&self.counters.ignored);
+        }
+    }
+
     /// Answers an event that was never queued, then closes its fd.
     fn answer_now(&self, event: FanotifyEvent, verdict: Verdict) {
         let result = self.fan.respond(&event, verdict);
@@ -622,6 +649,14 @@ impl Responder {
     /// Forgets every cached verdict: call it when the policy changes.
     pub fn clear_cache(&self) {
         self.shared.cache.clear();
+        // The ignore marks are inode marks: flushing inode marks removes them (and only them;
+        // mount and filesystem marks stay).
+        let _ = self.shared.fan.mark(
+            MarkFlags::FAN_MARK_FLUSH,
+            MaskFlags::empty(),
+            AT_FDCWD,
+            None::<&Path>,
+        );
     }
 
     /// Verdicts cached now.
@@ -782,6 +817,9 @@ fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) 
     let prepared = match cached(shared, &event, pid) {
         Lookup::Hit(verdict) => {
             bump(&shared.counters.cache_hits);
+            if verdict == Verdict::Allow {
+                shared.ignore(&event);
+            }
             shared.answer_now(event, verdict);
             return;
         }
@@ -865,25 +903,32 @@ fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>, prepared: Option<Prepared
         },
     };
     let policy = &shared.policy;
+    // (verdict, whether it may become an ignore mark: a cacheable allow decided under the
+    // current cache epoch)
     let decided = catch_unwind(AssertUnwindSafe(|| {
         let key = key.unwrap_or_else(|| shared.key(&req));
         if let Some(key) = &key
             && let Some(verdict) = shared.cache.get(key)
         {
             bump(&shared.counters.cache_hits);
-            return verdict;
+            return (verdict, verdict == Verdict::Allow);
         }
         let epoch = shared.cache.epoch();
         let verdict = policy.decide(&req);
+        let cacheable = key.is_some();
         if let Some(key) = key {
             shared.cache.insert(key, verdict, epoch);
         }
-        verdict
+        let current = shared.cache.epoch() == epoch;
+        (verdict, verdict == Verdict::Allow && cacheable && current)
     }));
-    let verdict = decided.unwrap_or_else(|_| {
+    let (verdict, ignore) = decided.unwrap_or_else(|_| {
         bump(&shared.counters.errors);
-        shared.config.stall_verdict
+        (shared.config.stall_verdict, false)
     });
+    if ignore {
+        slot.with_event(|event| shared.ignore(event));
+    }
     if !shared.answer(slot, verdict) {
         bump(&shared.counters.late);
     }
