@@ -62,6 +62,9 @@ pub struct ProcessConfig {
     pub stall_allows: bool,
     /// Protect also refuses programs written after the container started (zero drift).
     pub zero_drift: bool,
+    /// Receive buffer of the process-event socket, bytes: what a burst of events may fill
+    /// before the kernel drops some (counted, and /proc rescanned).
+    pub events_buffer: usize,
 }
 
 impl Default for ProcessConfig {
@@ -74,6 +77,7 @@ impl Default for ProcessConfig {
             overflow_allows: true,
             stall_allows: true,
             zero_drift: false,
+            events_buffer: 4 << 20,
         }
     }
 }
@@ -216,6 +220,8 @@ struct RawProcess {
     on_stall: Option<Spanned<String>>,
     #[serde(default)]
     zero_drift: Option<bool>,
+    #[serde(default)]
+    events_buffer: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,6 +438,13 @@ fn validate_process(src: &Source<'_>, raw: RawProcess) -> Result<ProcessConfig, 
         overflow_allows: verdict(raw.on_overflow, "on_overflow")?,
         stall_allows: verdict(raw.on_stall, "on_stall")?,
         zero_drift: raw.zero_drift.unwrap_or(d.zero_drift),
+        events_buffer: usize::try_from(int(
+            raw.events_buffer,
+            "events_buffer",
+            0..=(256 << 20),
+            d.events_buffer as u64,
+        )?)
+        .unwrap_or(d.events_buffer),
     })
 }
 
@@ -867,6 +880,7 @@ mod tests {
                 overflow_allows: false,
                 stall_allows: false,
                 zero_drift: true,
+                events_buffer: 4 << 20,
             }
         );
         assert_eq!(

@@ -21,7 +21,7 @@ fn quiet(cmd: &mut Command) -> &mut Command {
 
 #[test]
 fn a_child_is_seen_forking_executing_and_exiting() {
-    let mut c = Connector::self_test(Duration::from_secs(5))
+    let mut c = Connector::self_test(Duration::from_secs(5), 4 << 20)
         .unwrap_or_else(|e| panic!("{}", control::error_chain(&e)));
     let mut child = quiet(&mut Command::new("/bin/sh"))
         .args(["-c", "/bin/true; exit 3"])

@@ -379,10 +379,11 @@ impl Connector {
         Ok(Batch::Events(out))
     }
 
-    /// Opens a connector and proves it works: a child process is started and its exec must
-    /// be seen within `within`. The connector returned is subscribed and ready.
-    pub fn self_test(within: Duration) -> Result<Self, ConnectorError> {
-        let mut c = Self::open(4 << 20)?;
+    /// Opens a connector (receive buffer `rcvbuf` bytes) and proves it works: a child process
+    /// is started and its exec must be seen within `within`. The connector returned is
+    /// subscribed and ready.
+    pub fn self_test(within: Duration, rcvbuf: usize) -> Result<Self, ConnectorError> {
+        let mut c = Self::open(rcvbuf)?;
         let child = std::process::Command::new("/bin/true")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

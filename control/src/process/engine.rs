@@ -499,20 +499,24 @@ pub async fn run(
     mut found: tokio::sync::watch::Receiver<Arc<Vec<crate::workload::Discovered>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let connector =
-        match tokio::task::spawn_blocking(|| Connector::self_test(Duration::from_secs(5))).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                let msg = format!("process engine off: {}", crate::error_chain(&e));
-                tracing::error!("{msg}");
-                let _ = core.record(NewEvent::system(Severity::Critical, msg)).await;
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "process engine self-test failed");
-                return;
-            }
-        };
+    let events_buffer = cfg.events_buffer;
+    let connector = match tokio::task::spawn_blocking(move || {
+        Connector::self_test(Duration::from_secs(5), events_buffer)
+    })
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let msg = format!("process engine off: {}", crate::error_chain(&e));
+            tracing::error!("{msg}");
+            let _ = core.record(NewEvent::system(Severity::Critical, msg)).await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "process engine self-test failed");
+            return;
+        }
+    };
     let policy = Arc::new(ArcSwap::from_pointee(load(&core).await.unwrap_or_default()));
     let (tx, mut rx) = mpsc::channel::<Observation>(4096);
     let halt = Arc::new(AtomicBool::new(false));
