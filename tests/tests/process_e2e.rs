@@ -4,7 +4,8 @@
 //!
 //! - discover learns exactly the programs run in the container (each `podman exec` is one
 //!   exec in it, `timeout` a second; busybox applets share `/bin/busybox` and differ by name);
-//! - monitor raises a `process_violation` for an unlisted program and none for a learned one;
+//! - monitor raises a `process_violation` for an unlisted program and none for a learned one,
+//!   and a critical one for a shell whose standard input is a socket (a reverse shell);
 //! - protect kills an unlisted long-running program (the SIGKILL path) and reports the escape
 //!   rate of a short one (the race the SIGKILL path cannot close; exec marks will).
 #![allow(
@@ -166,6 +167,28 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         "sleep is learned"
     );
     assert_eq!(profile(&api, group).len(), 4, "monitor learns nothing");
+
+    // A shell on a socket (a reverse shell) is a finding whatever the profile says.
+    podman::must(&[
+        "exec", "--detach", &name, "nc", "-l", "-p", "5555", "-e", "/bin/sh",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = podman::podman(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "printf 'sleep 1\\nexit\\n' | nc 127.0.0.1 5555",
+    ]);
+    let rs = wait_for(Duration::from_secs(10), "reverse shell finding", || {
+        violations(&api, before).into_iter().find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reverse shell"))
+        })
+    });
+    assert_eq!(rs["severity"], "critical", "{rs}");
+    assert_eq!(rs["details"]["name"], "sh", "{rs}");
 
     // ---- protect: the SIGKILL path -------------------------------------------------------
     api.call(
