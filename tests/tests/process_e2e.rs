@@ -272,6 +272,14 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     let p = &stats["process"];
     assert!(p["killed"].as_u64().unwrap_or(0) >= 1, "{stats}");
     assert!(p["execs"].as_u64().unwrap_or(0) >= 8, "{stats}");
+    // The gate's counters (refreshed twice a second): it refused and it ignored.
+    let gate = wait_for(Duration::from_secs(5), "gate counters", || {
+        let s = api.call("GET", "/v1/stats", None);
+        let g = s["process"]["gate"].clone();
+        (g["denied"].as_u64().unwrap_or(0) >= 1 && g["ignored"].as_u64().unwrap_or(0) >= 1)
+            .then_some(g)
+    });
+    eprintln!("exec gate counters: {gate}");
     eprintln!("process engine counters: {p}");
     drop(net);
     drop(svc);

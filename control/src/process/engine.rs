@@ -194,6 +194,8 @@ pub struct EngineCounters {
     pub unlearnable: AtomicU64,
     /// Processes gone before anything (name, executable) could be read: counted only.
     pub unidentified: AtomicU64,
+    /// The exec gate's counters, refreshed twice a second while it runs.
+    pub gate: std::sync::Mutex<Option<super::fanotify::Stats>>,
 }
 
 /// One judged program, for the engine task.
@@ -611,6 +613,9 @@ pub async fn run(
                 continue;
             }
             _ = flush.tick() => {
+                if let (Some(r), Ok(mut g)) = (&responder, counters.gate.lock()) {
+                    *g = Some(r.stats());
+                }
                 if learned.is_empty() {
                     continue;
                 }
