@@ -284,3 +284,85 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     drop(net);
     drop(svc);
 }
+
+#[test]
+fn lost_process_events_are_counted_and_a_rescan_repairs_what_was_missed() {
+    podman::require_podman();
+    let u = unique("s");
+    let dir = tempfile::Builder::new()
+        .prefix("palisade-storm-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let svc = Service::start(&dir.path().join("podman.sock"));
+    let mut net = Network::new(&format!("pal-{u}"), "198.18.107.0/24");
+    let name = format!("{u}-storm");
+    let id = net.run(&name, "198.18.107.10", &["app=stormapp"], "sleep 3600");
+    let addr = free_port();
+    // The smallest event buffer the kernel allows: a burst of execs must overflow it.
+    std::fs::write(
+        dir.path().join("palisade.toml"),
+        format!(
+            "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
+             [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\n[plumb]\nenabled = false\n\
+             [process]\nevents_buffer = 0\n",
+            data = dir.path().join("data").display(),
+            sock = svc.socket.display(),
+        ),
+    )
+    .unwrap();
+    let _up = Up::start_no_dataplane(dir.path(), addr);
+    let api = Api::login(addr, PASSWORD);
+    let group = "auto.stormapp";
+    wait_for(Duration::from_secs(20), "container discovered", || {
+        api.items("/v1/workloads?limit=1000")
+            .iter()
+            .any(|w| w["id"] == id.as_str() && w["group"] == group)
+            .then_some(())
+    });
+    let before = api.last_event_id();
+    api.call(
+        "PATCH",
+        &format!("/v1/groups/{group}"),
+        Some(&json!({"process_mode": "monitor"})),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The container's `sleep` started before Palisade: no exec event will ever name it. A
+    // storm of execs on the host overflows the event socket; the rescan that follows finds it.
+    let storm: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done",
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in storm {
+        c.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let s = api.call("GET", "/v1/stats", None)["process"].clone();
+        if s["lost"].as_u64().unwrap_or(0) >= 1 && s["rescans"].as_u64().unwrap_or(0) >= 1 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no loss counted after the storm: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("after the storm: {stats}");
+    let v = wait_for(Duration::from_secs(10), "the rescan's violation", || {
+        violations(&api, before)
+            .into_iter()
+            .find(|e| e["details"]["rescan"] == true && e["details"]["name"] == "sleep")
+    });
+    assert_eq!(v["workload"], id.as_str(), "{v}");
+    assert_eq!(v["details"]["mode"], "monitor", "{v}");
+    drop(net);
+    drop(svc);
+}

@@ -261,7 +261,16 @@ struct Observer {
     /// child -> parent from fork events (until exit): a child gone before it could be read
     /// is attributed through its parent.
     parents: HashMap<u32, u32>,
+    /// Container processes judged since their exec (pid, start time): a rescan judges only
+    /// the others, so it reports what was missed, not everything again.
+    judged: HashMap<u32, u64>,
+    /// Events were lost and a rescan is due (at most one per [`RESCAN_EVERY`]).
+    rescan_due: bool,
+    last_rescan: Option<std::time::Instant>,
 }
+
+/// Rescans of /proc at most this often, however often the kernel reports loss.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Bound on `parents` (a fork storm without exits must not grow it without limit).
 const MAX_PARENTS: usize = 1 << 16;
@@ -278,6 +287,12 @@ impl Observer {
         let Some((m, outcome)) = policy.decide(&info) else {
             return;
         };
+        if let Some(st) = info.start_time {
+            if self.judged.len() >= MAX_PARENTS {
+                self.judged.clear();
+            }
+            self.judged.insert(info.pid, st);
+        }
         self.counters.execs.fetch_add(1, Ordering::Relaxed);
         if info.program().is_none() && info.exe.is_none() {
             // Gone before anything could be read: neither learnable nor judgeable (in protect
@@ -314,6 +329,8 @@ impl Observer {
     }
 
     fn rescan(&mut self) {
+        self.rescan_due = false;
+        self.last_rescan = Some(std::time::Instant::now());
         self.counters.rescans.fetch_add(1, Ordering::Relaxed);
         self.attributor.clear();
         let Ok(containers) = crate::workload::procfs::scan(std::path::Path::new("/proc")) else {
@@ -322,6 +339,9 @@ impl Observer {
         for c in containers {
             for pid in c.pids {
                 let info = self.attributor.read(pid);
+                if info.start_time.is_some() && self.judged.get(&pid) == info.start_time.as_ref() {
+                    continue;
+                }
                 self.judge(info, true);
             }
         }
@@ -329,6 +349,9 @@ impl Observer {
 
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
+            if self.rescan_due && self.last_rescan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
+                self.rescan();
+            }
             let batch = match self.connector.next(Duration::from_millis(200)) {
                 Ok(b) => b,
                 Err(e) => {
@@ -339,8 +362,10 @@ impl Observer {
             match batch {
                 Batch::Lost => {
                     self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("process events lost (ENOBUFS): rescanning /proc");
-                    self.rescan();
+                    if !self.rescan_due {
+                        tracing::warn!("process events lost (ENOBUFS): rescanning /proc");
+                    }
+                    self.rescan_due = true;
                 }
                 Batch::Events(evs) => {
                     for e in evs {
@@ -365,6 +390,7 @@ impl Observer {
                             ProcEvent::Exit { pid, .. } => {
                                 self.attributor.exited(pid);
                                 self.parents.remove(&pid);
+                                self.judged.remove(&pid);
                             }
                             ProcEvent::Uid { pid, ruid, euid } if euid == 0 && ruid != 0 => {
                                 // Root gained by a non-root process (setuid binary, exploit).
@@ -582,6 +608,9 @@ pub async fn run(
                     kill,
                     own: std::process::id(),
                     parents: HashMap::new(),
+                    judged: HashMap::new(),
+                    rescan_due: false,
+                    last_rescan: None,
                 };
                 o.run(&halt);
             }
