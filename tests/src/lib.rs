@@ -25,6 +25,18 @@ use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
 pub mod podman;
+
+/// Polls `f` every 200 ms until it returns `Some`, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 pub mod up;
 
 /// A name unique to this process and call, at most `prefix.len() + 9` characters (interface

@@ -28,25 +28,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use palisade_tests::podman::{self, IMAGE, Network, Service};
 use palisade_tests::up::{Api, PASSWORD, Up, free_port};
-use palisade_tests::{bin, sh, unique};
+use palisade_tests::{bin, sh, unique, wait_for};
 use serde_json::{Value, json};
 
 const SUBNET: &str = "198.18.102.0/24";
 const SERVER: &str = "198.18.102.10";
 const CLIENT: &str = "198.18.102.11";
 const INTRUDER: &str = "198.18.102.12";
-
-/// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout`.
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// `wget` of `http://ip:port/` from inside `container` (5 s at most: `timeout`, because busybox
 /// 1.35's own `wget -T` crashes when built static): the page, or why not.

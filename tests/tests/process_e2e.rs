@@ -19,22 +19,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use palisade_tests::podman::{self, Network, Service};
-use palisade_tests::unique;
 use palisade_tests::up::{Api, PASSWORD, Up, free_port};
+use palisade_tests::{unique, wait_for};
 use serde_json::{Value, json};
 
 const SUBNET: &str = "198.18.106.0/24";
-
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn profile(api: &Api, group: &str) -> BTreeSet<(String, String, bool)> {
     api.call("GET", &format!("/v1/process-profiles/{group}"), None)["items"]
