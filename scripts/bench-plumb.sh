@@ -11,6 +11,8 @@
 # only the processes it started, by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/bench-up.sh
+source scripts/lib/bench-up.sh
 
 MIB=128
 ROUNDS=3
@@ -77,37 +79,16 @@ sleep 1
 DIRECT=$(measure)
 echo "direct: $DIRECT MiB/s"
 
-"${P[@]}" system service --time=0 "unix://$DIR/podman.sock" &
-SVC_PID=$!
-for _ in $(seq 100); do [[ -S $DIR/podman.sock ]] && break; sleep 0.1; done
-ADDR=127.0.0.1:$((20000 + $$ % 20000))
-cat >"$DIR/palisade.toml" <<EOF
-[api]
-listen = "$ADDR"
-[store]
-data_dir = "$DIR/data"
-[discovery]
-runtime_socket = "$DIR/podman.sock"
-interval_ms = 500
-[plumb]
-tap_iface = "pbt$$"
-bridges = ["$BRIDGE"]
+start_podman_service
+start_palisade "[plumb]
+tap_iface = \"pbt$$\"
+bridges = [\"$BRIDGE\"]
 [dataplane]
-lcores = "0-1"
-memory = "in-memory"
-idle = "adaptive"
-file_prefix = "bench-plumb-$$"
-socket = "$DIR/dp.sock"
-EOF
-mkdir -p "$DIR/data"
-PALISADE_ADMIN_PASSWORD=bench-Plumb-pw-1 "$BIN/palisade" --config "$DIR/palisade.toml" up \
-  --dp "$BIN/palisade-dp" >"$DIR/up.log" 2>&1 &
-UP_PID=$!
-API=http://$ADDR
-for _ in $(seq 300); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-TOKEN=$(curl -fs -H 'Content-Type: application/json' \
-  -d '{"username":"admin","password":"bench-Plumb-pw-1"}' "$API/v1/auth" | jq -r .token)
-api() { curl -fs -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+lcores = \"0-1\"
+memory = \"in-memory\"
+idle = \"adaptive\"
+file_prefix = \"bench-plumb-$$\"
+socket = \"$DIR/dp.sock\"" --dp "$BIN/palisade-dp"
 plumbed() { # all containers of the network have plumbing $1
   [[ $(api "$API/v1/workloads?limit=1000" | jq --arg p "$1" \
     '[.items[] | select(.name | startswith("'$TAG'")) | select(.plumbing == $p)] | length') == 2 ]]

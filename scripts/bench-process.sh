@@ -11,6 +11,8 @@
 # it started, by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/bench-up.sh
+source scripts/lib/bench-up.sh
 
 EXECS=10000
 ROUNDS=3
@@ -64,30 +66,9 @@ best() {
 NONE=$(best)
 echo "no engine: $NONE s for $EXECS execs"
 
-"${P[@]}" system service --time=0 "unix://$DIR/podman.sock" &
-SVC_PID=$!
-for _ in $(seq 100); do [[ -S $DIR/podman.sock ]] && break; sleep 0.1; done
-ADDR=127.0.0.1:$((20000 + $$ % 20000))
-cat >"$DIR/palisade.toml" <<EOF
-[api]
-listen = "$ADDR"
-[store]
-data_dir = "$DIR/data"
-[discovery]
-runtime_socket = "$DIR/podman.sock"
-interval_ms = 500
-[plumb]
-enabled = false
-EOF
-mkdir -p "$DIR/data"
-PALISADE_ADMIN_PASSWORD=bench-Proc-pw-1 "$BIN/palisade" --config "$DIR/palisade.toml" up \
-  --no-dataplane >"$DIR/up.log" 2>&1 &
-UP_PID=$!
-API=http://$ADDR
-for _ in $(seq 300); do curl -fs "$API/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-TOKEN=$(curl -fs -H 'Content-Type: application/json' \
-  -d '{"username":"admin","password":"bench-Proc-pw-1"}' "$API/v1/auth" | jq -r .token)
-api() { curl -fs -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+start_podman_service
+start_palisade "[plumb]
+enabled = false" --no-dataplane
 for _ in $(seq 100); do
   api "$API/v1/groups/auto.benchproc" >/dev/null 2>&1 && break
   sleep 0.2
