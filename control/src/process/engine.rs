@@ -48,30 +48,24 @@ fn matches(pattern: &str, value: &str) -> bool {
 
 /// `profile`'s verdict on program `name` at `path` (see the module documentation).
 pub fn judge(profile: &[ProcessEntry], name: &str, path: &str) -> Listed {
-    let mut allowed = false;
-    for e in profile {
-        if matches(&e.name, name) && matches(&e.path, path) {
-            match e.action {
-                Action::Deny => return Listed::Denied,
-                Action::Allow => allowed = true,
-            }
-        }
-    }
-    if allowed {
-        Listed::Allowed
-    } else {
-        Listed::NotListed
-    }
+    judge_at(profile, name, Some(path))
 }
 
-/// `profile`'s verdict on a program known by name only: as [`judge`] with any path.
+/// `profile`'s verdict on a program known by name only (its executable could not be read):
+/// an entry matches by name whatever its path, a deny only when it is for any path.
 pub fn judge_name(profile: &[ProcessEntry], name: &str) -> Listed {
+    judge_at(profile, name, None)
+}
+
+fn judge_at(profile: &[ProcessEntry], name: &str, path: Option<&str>) -> Listed {
     let mut allowed = false;
     for e in profile.iter().filter(|e| matches(&e.name, name)) {
+        let path_matches = path.map_or(e.path == "*", |p| matches(&e.path, p));
         match e.action {
-            Action::Deny if e.path == "*" => return Listed::Denied,
+            Action::Deny if path_matches => return Listed::Denied,
             Action::Deny => {}
-            Action::Allow => allowed = true,
+            Action::Allow if path.is_none() || path_matches => allowed = true,
+            Action::Allow => {}
         }
     }
     if allowed {
