@@ -51,28 +51,7 @@ pub struct ProcessStats {
     /// Processes gone before anything could be read (counted only).
     pub unidentified: u64,
     /// The exec gate (protect), when it runs.
-    pub gate: Option<GateStats>,
-}
-
-/// Exec gate counters: the fanotify permission responder.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GateStats {
-    /// Permission events read.
-    pub events: u64,
-    /// Execs allowed.
-    pub allowed: u64,
-    /// Execs refused (EPERM in the container).
-    pub denied: u64,
-    /// Verdicts from the cache.
-    pub cache_hits: u64,
-    /// Files the kernel no longer asks about (ignore marks).
-    pub ignored: u64,
-    /// Execs answered by default because the queue was full.
-    pub overflow: u64,
-    /// Execs answered by the watchdog (not decided in time).
-    pub watchdog: u64,
-    /// Failures (reads, answers, examining an event).
-    pub errors: u64,
+    pub gate: Option<crate::process::fanotify::Stats>,
 }
 
 /// API responses by status class.
@@ -119,16 +98,7 @@ pub async fn stats(State(state): State<AppState>, _c: Caller) -> Json<StatsView>
                 dropped: g(&c.dropped),
                 unlearnable: g(&c.unlearnable),
                 unidentified: g(&c.unidentified),
-                gate: c.gate.lock().ok().and_then(|s| *s).map(|s| GateStats {
-                    events: s.events,
-                    allowed: s.allowed,
-                    denied: s.denied,
-                    cache_hits: s.cache_hits,
-                    ignored: s.ignored,
-                    overflow: s.overflow,
-                    watchdog: s.watchdog,
-                    errors: s.errors,
-                }),
+                gate: c.gate.lock().ok().and_then(|s| *s),
             }
         }),
     })

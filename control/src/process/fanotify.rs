@@ -235,8 +235,9 @@ pub enum Error {
     ShutDown,
 }
 
-/// The responder's counters, from [`Responder::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The responder's counters, from [`Responder::stats`] (served as `process.gate` in
+/// `/v1/stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Permission events read.
     pub events: u64,
