@@ -79,6 +79,18 @@ fn workload(api: &Api, id: &str) -> Option<Value> {
     workloads(api).into_iter().find(|w| w["id"] == id)
 }
 
+/// The host veths of workloads `ids`, as the API shows them now.
+fn host_veths(api: &Api, ids: &[&str]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            workload(api, id).unwrap()["veth"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn wait_plumbing(api: &Api, ids: &[&str], want: &str) {
     wait_for(Duration::from_secs(30), &format!("plumbing {want}"), || {
         ids.iter()
@@ -282,15 +294,7 @@ fn containers_are_discovered_learned_protected_and_unplumbed() {
         assert_eq!(w["exempt"], false, "{w}");
     }
     wait_plumbing(&api, &ids, "tap");
-    let veths: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            workload(&api, id).unwrap()["veth"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let veths = host_veths(&api, &ids);
     for v in &veths {
         assert_eq!(
             our_filters(v),
@@ -538,15 +542,7 @@ fn containers_are_discovered_learned_protected_and_unplumbed() {
     }
 
     // ---- shutdown undoes everything ------------------------------------------------------
-    let veths: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            workload(&api, id).unwrap()["veth"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let veths = host_veths(&api, &ids);
     up.terminate(Duration::from_secs(30));
     assert_eq!(
         our_links(&tap),
