@@ -466,7 +466,13 @@ fn a_panicking_policy_is_answered_with_the_stall_default() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
     let panics = |_: &ExecRequest| -> Verdict { panic!("a buggy policy") };
-    let responder = Responder::start(no_ignore(), panics).unwrap();
+    // A deadline no panic (backtrace printing included) outlasts on a loaded machine: the
+    // worker itself answers each one, so the count below does not depend on timing.
+    let config = Config {
+        deadline: Duration::from_secs(30),
+        ..no_ignore()
+    };
+    let responder = Responder::start(config, panics).unwrap();
     responder.mark_mount(fs.path()).unwrap();
     for _ in 0..3 {
         assert!(exec(&bin).unwrap().success(), "stall default: allow");
