@@ -380,6 +380,21 @@ impl Sink<FanotifyEvent> for Fanotify {
     }
 }
 
+/// The fanotify fd as a [`Sink`] that counts each answer before writing it, plus `also`.
+struct Counted<'a> {
+    shared: &'a Shared,
+    also: Option<&'a AtomicU64>,
+}
+
+impl Sink<FanotifyEvent> for Counted<'_> {
+    fn respond(&self, event: &FanotifyEvent, verdict: Verdict) -> Result<(), Errno> {
+        if let Some(also) = self.also {
+            bump(also);
+        }
+        self.shared.respond_counted(event, verdict)
+    }
+}
+
 /// One queued event: owns the event (its fd) until someone answers it.
 #[derive(Debug)]
 struct Slot<E> {
@@ -461,13 +476,18 @@ impl Shared {
     /// Answers a queued event (see [`Slot::answer`]) and counts the answer; `false` if it had
     /// been answered already.
     fn answer(&self, slot: &Slot<FanotifyEvent>, verdict: Verdict) -> bool {
-        match slot.answer(&self.fan, verdict) {
-            None => false,
-            Some(result) => {
-                self.count_answer(verdict, result);
-                true
-            }
-        }
+        self.answer_counting(slot, verdict, None)
+    }
+
+    /// [`Shared::answer`], also bumping `also` when this call is the one that answers.
+    fn answer_counting(
+        &self,
+        slot: &Slot<FanotifyEvent>,
+        verdict: Verdict,
+        also: Option<&AtomicU64>,
+    ) -> bool {
+        let sink = Counted { shared: self, also };
+        slot.answer(&sink, verdict).is_some()
     }
 
     /// Tells the kernel not to ask about this event's file again until it is modified (an
@@ -490,21 +510,26 @@ impl Shared {
 
     /// Answers an event that was never queued, then closes its fd.
     fn answer_now(&self, event: FanotifyEvent, verdict: Verdict) {
-        let result = self.fan.respond(&event, verdict);
+        let _ = self.respond_counted(&event, verdict);
         drop(event);
-        self.count_answer(verdict, result);
     }
 
-    fn count_answer(&self, verdict: Verdict, result: Result<(), Errno>) {
-        match result {
-            Ok(()) => match verdict {
-                Verdict::Allow => bump(&self.counters.allowed),
-                Verdict::Deny => bump(&self.counters.denied),
-            },
-            // ENOENT: the exec'ing process was killed while waiting, the kernel dropped the
-            // event. Still a failed write.
-            Err(_) => bump(&self.counters.errors),
+    /// Writes an answer, counted *before* the write: the exec it releases may be the last
+    /// thing a reader of [`Stats`] waits for, and must then find its answer counted. A
+    /// failed write moves the count to `errors` (ENOENT: the exec'ing process was killed
+    /// while waiting and the kernel dropped the event).
+    fn respond_counted(&self, event: &FanotifyEvent, verdict: Verdict) -> Result<(), Errno> {
+        let counter = match verdict {
+            Verdict::Allow => &self.counters.allowed,
+            Verdict::Deny => &self.counters.denied,
+        };
+        bump(counter);
+        let result = self.fan.respond(event, verdict);
+        if result.is_err() {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            bump(&self.counters.errors);
         }
+        result
     }
 
     /// The cache key of a request, if the policy caches it.
@@ -981,9 +1006,11 @@ fn watchdog_loop(shared: &Shared) {
                 }
                 drop(pending);
                 for slot in due {
-                    if shared.answer(&slot, shared.config.stall_verdict) {
-                        bump(&shared.counters.watchdog);
-                    }
+                    shared.answer_counting(
+                        &slot,
+                        shared.config.stall_verdict,
+                        Some(&shared.counters.watchdog),
+                    );
                 }
                 pending = lock(&shared.pending);
                 continue;
