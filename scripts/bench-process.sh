@@ -2,9 +2,11 @@
 # Cost of the process engine: N fork+exec of a `true` binary in a busybox container, with no
 # engine, in discover (events, attribution, learning) and in protect (the exec gate answering
 # from its cache, plus the name check), all in one run; and whether the engine kept up (its
-# exec count and loss reports from /v1/stats).
+# exec count and loss reports from /v1/stats). Then the sustained rate: `palisade-exec-storm`
+# spawns a static `true` from 2 threads for --storm seconds inside the container's cgroups,
+# with no engine and in discover; the engine must see every exec and report no loss.
 #
-#   scripts/bench-process.sh [--execs N] [--rounds N]
+#   scripts/bench-process.sh [--execs N] [--rounds N] [--storm SECONDS]
 #
 # Needs root, podman + runc + the palisade-busybox:test image (scripts/setup.sh) and release
 # binaries (built here). Everything it creates is removed on exit; it stops only the processes
@@ -16,15 +18,17 @@ source scripts/lib/bench-up.sh
 
 EXECS=10000
 ROUNDS=3
+STORM=10
 while [[ $# -gt 0 ]]; do
   case $1 in
     --execs) EXECS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    *) echo "usage: $0 [--execs N] [--rounds N]" >&2; exit 2 ;;
+    --storm) STORM=$2; shift 2 ;;
+    *) echo "usage: $0 [--execs N] [--rounds N] [--storm SECONDS]" >&2; exit 2 ;;
   esac
 done
 
-cargo build --release --locked -p control --bins >/dev/null
+cargo build --release --locked -p control -p bench --bins >/dev/null
 BIN=$PWD/target/release
 P=(podman --runtime runc --cgroup-manager=cgroupfs)
 TAG=bp$$
@@ -66,6 +70,19 @@ best() {
 NONE=$(best)
 echo "no engine: $NONE s for $EXECS execs"
 
+# The storm: a static busybox named `true` spawned from the container's cgroups (so the
+# engine attributes every exec to the container), JSON {execs, failed, seconds, per_sec}.
+cp /bin/busybox "$DIR/true"
+CPID=$("${P[@]}" inspect --format '{{.State.Pid}}' "$TAG")
+storm() {
+  "$BIN/palisade-exec-storm" --program "$DIR/true" --threads 2 --seconds "$STORM" \
+    --join-cgroups-of "$CPID"
+}
+# utime+stime of a process, all threads, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+STORM_NONE=$(storm)
+echo "storm, no engine: $STORM_NONE"
+
 start_podman_service
 start_palisade "[plumb]
 enabled = false" --no-dataplane
@@ -79,6 +96,13 @@ BEFORE=$(stats)
 DISCOVER=$(best)
 AFTER=$(stats)
 echo "discover: $DISCOVER s; engine counters before $BEFORE after $AFTER"
+T0=$(cpu_ticks "$UP_PID")
+S0=$(stats)
+STORM_DISCOVER=$(storm)
+sleep 1 # let the engine drain its socket
+S1=$(stats)
+T1=$(cpu_ticks "$UP_PID")
+echo "storm, discover: $STORM_DISCOVER; engine counters before $S0 after $S1"
 # Learned by now (sh, true); protect: the gate answers from its cache.
 api -X PATCH -d '{"process_mode":"protect"}' "$API/v1/groups/auto.benchproc" >/dev/null
 sleep 1
@@ -92,6 +116,15 @@ for row in "none $NONE" "discover $DISCOVER" "protect $PROTECT"; do
 done
 echo
 echo "engine: $(echo "$AFTER" | jq '.execs') - $(echo "$BEFORE" | jq '.execs') execs seen in discover for $((EXECS * ROUNDS)) run; loss reports $(echo "$FINAL" | jq '.lost')"
+SENT=$(echo "$STORM_DISCOVER" | jq .execs)
+SEEN=$(($(echo "$S1" | jq .execs) - $(echo "$S0" | jq .execs)))
+LOST=$(($(echo "$S1" | jq .lost) - $(echo "$S0" | jq .lost)))
+TICK=$(getconf CLK_TCK)
+printf '\n| storm (%s s, 2 threads) | execs per second | execs the engine saw | loss reports | palisade CPU per exec |\n|---|---|---|---|---|\n' "$STORM"
+printf '| no engine | %s | - | - | - |\n' "$(echo "$STORM_NONE" | jq .per_sec)"
+printf '| discover | %s | %s of %s | %s | %.1f us |\n' "$(echo "$STORM_DISCOVER" | jq .per_sec)" \
+  "$SEEN" "$SENT" "$LOST" "$(echo "($T1 - $T0) * 1000000 / $TICK / $SENT" | bc -l)"
+echo
 echo "process violations (count, name, path):"
 api "$API/v1/events?kind=process_violation&limit=1000" |
   jq -r '.items[] | "\(.details.name) \(.details.path) \(.details.mode)"' | sort | uniq -c | head

@@ -5,11 +5,16 @@
 //! read is kept and the rest is marked unknown; the caller records it anyway, never drops it.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::fcntl::{AT_FDCWD, OFlag, openat, readlinkat};
 
 use crate::workload::cgroup;
 use crate::workload::procfs;
+
+/// Programs that are shells (a shell with a socket for stdin or stdout is a reverse shell).
+pub const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"];
 
 /// A process as far as `/proc` still shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,6 +78,9 @@ pub struct Attributor {
     cache: HashMap<u32, (u64, Option<String>)>,
     /// Lookups served from the cache.
     pub hits: u64,
+    /// Reused read buffers.
+    buf: Vec<u8>,
+    text: String,
 }
 
 impl Attributor {
@@ -82,6 +90,8 @@ impl Attributor {
             proc_root: proc_root.into(),
             cache: HashMap::new(),
             hits: 0,
+            buf: Vec::with_capacity(4096),
+            text: String::with_capacity(4096),
         }
     }
 
@@ -100,23 +110,29 @@ impl Attributor {
         self.cache.len()
     }
 
-    fn container(&mut self, dir: &Path, pid: u32, start_time: Option<u64>) -> Option<String> {
+    /// The container of `pid`: `Some(None)` on the host, `None` if its cgroup could not be
+    /// read (it is gone).
+    fn container(
+        &mut self,
+        dir: &OwnedFd,
+        pid: u32,
+        start_time: Option<u64>,
+    ) -> Option<Option<String>> {
         if let Some(st) = start_time
             && let Some((cached_st, id)) = self.cache.get(&pid)
             && *cached_st == st
         {
             self.hits += 1;
-            return id.clone();
+            return Some(id.clone());
         }
-        let id = fs::read_to_string(dir.join("cgroup"))
-            .ok()
-            .and_then(|c| cgroup::container_id(&c))
-            .map(|c| c.id);
+        let id = self
+            .read_at(dir, "cgroup")
+            .map(|text| cgroup::container_id(text).map(|c| c.id));
         // Only containers are cached: a host process can still be moved into a container's
         // cgroup (runc puts its `runc init` there, then it executes the container's program
         // under the same pid and start time).
         match (start_time, &id) {
-            (Some(st), Some(id)) => {
+            (Some(st), Some(Some(id))) => {
                 self.cache.insert(pid, (st, Some(id.clone())));
             }
             _ => {
@@ -126,27 +142,44 @@ impl Attributor {
         id
     }
 
-    /// Everything still readable about `pid`.
+    /// What identifies `pid` while it is still readable: for a process in a container, its
+    /// container, parent, start time, name, executable and command line (the rest comes from
+    /// [`Attributor::details`]); for one outside, only its parent and start time (nothing
+    /// judges host processes). Files are opened relative to one descriptor of `/proc/<pid>` into a reused
+    /// buffer: this runs for every exec on the host.
     pub fn read(&mut self, pid: u32) -> ProcInfo {
-        let dir = self.proc_root.join(pid.to_string());
-        let stat = fs::read_to_string(dir.join("stat"))
-            .ok()
-            .and_then(|s| procfs::parse_stat(&s));
         let mut info = ProcInfo {
             pid,
-            ppid: stat.map(|s| s.ppid),
-            start_time: stat.map(|s| s.start_time),
             ..ProcInfo::default()
         };
-        if stat.is_none() && !dir.exists() {
+        let dir = self.proc_root.join(pid.to_string());
+        let Ok(dirfd) = openat(
+            AT_FDCWD,
+            &dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
             info.gone = true;
             return info;
+        };
+        let stat = self
+            .read_at(&dirfd, "stat")
+            .and_then(|s| procfs::parse_stat(s));
+        info.ppid = stat.map(|s| s.ppid);
+        info.start_time = stat.map(|s| s.start_time);
+        let container = self.container(&dirfd, pid, info.start_time);
+        // Gone before its stat or cgroup could be read: keep looking, a name may still be
+        // there.
+        let mut gone = stat.is_none() || container.is_none();
+        info.container = container.flatten();
+        if info.container.is_none() && !gone {
+            return info;
         }
-        info.container = self.container(&dir, pid, info.start_time);
-        info.name = fs::read_to_string(dir.join("comm"))
-            .ok()
-            .map(|s| s.trim_end_matches('\n').to_owned());
-        if let Ok(target) = fs::read_link(dir.join("exe")) {
+        match self.read_at(&dirfd, "comm") {
+            Some(c) => info.name = Some(c.trim_end_matches('\n').to_owned()),
+            None => gone = true,
+        }
+        if let Ok(target) = readlinkat(&dirfd, "exe") {
             let t = target.to_string_lossy();
             match t.strip_suffix(" (deleted)") {
                 Some(p) => {
@@ -156,28 +189,80 @@ impl Attributor {
                 None => info.exe = Some(t.into_owned()),
             }
         }
-        info.cmdline = fs::read(dir.join("cmdline"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        info.uid = fs::read_to_string(dir.join("status"))
-            .ok()
-            .and_then(|s| parse_status_uid(&s));
-        info.stdio_socket = ["fd/0", "fd/1"].iter().any(|f| {
-            fs::read_link(dir.join(f)).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
-        });
-        // Gone while being read: keep what was read.
-        info.gone = stat.is_none() || !dir.exists();
+        if let Some(c) = self.read_at(&dirfd, "cmdline") {
+            info.cmdline = c
+                .split('\0')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        info.gone = gone;
         info
+    }
+
+    /// What only a report or a finding needs, read after the judgement: the uids and, for a
+    /// shell, whether its standard input or output is a socket. Left unknown if it is gone.
+    pub fn details(&mut self, info: &mut ProcInfo) {
+        let dir = self.proc_root.join(info.pid.to_string());
+        let Ok(dirfd) = openat(
+            AT_FDCWD,
+            &dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
+            return;
+        };
+        // The same process still (not a reused pid)?
+        let start = self
+            .read_at(&dirfd, "stat")
+            .and_then(|s| procfs::parse_stat(s))
+            .map(|s| s.start_time);
+        if start.is_none() || start != info.start_time {
+            return;
+        }
+        if let Some(s) = self.read_at(&dirfd, "status") {
+            info.uid = parse_status_uid(s);
+        }
+        if info.program().is_some_and(|p| SHELLS.contains(&p)) {
+            info.stdio_socket = ["fd/0", "fd/1"].iter().any(|f| {
+                readlinkat(&dirfd, *f).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            });
+        }
+    }
+
+    /// `name` under the process directory `dir`, as text (lossy), from the reused buffer;
+    /// `None` if it cannot be opened or read (the process is gone).
+    fn read_at(&mut self, dir: &OwnedFd, name: &str) -> Option<&str> {
+        let fd = openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        // A plain read loop: `read_to_end` would stat and seek the file first, two more
+        // system calls per file for nothing on /proc.
+        self.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match nix::unistd::read(&fd, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return None,
+            }
+        }
+        self.text.clear();
+        self.text.push_str(&String::from_utf8_lossy(&self.buf));
+        Some(&self.text)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::path::Path;
+
     use super::*;
 
     const STATUS: &str = "Name:\tsh\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPid:\t7\nPPid:\t1\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
@@ -209,7 +294,9 @@ mod tests {
         let cg = format!("0::/machine.slice/libpod-{ID}.scope\n");
         fake_proc(dir.path(), 7, &cg, 100);
         let mut a = Attributor::new(dir.path());
-        let i = a.read(7);
+        let mut i = a.read(7);
+        assert_eq!(i.uid, None, "read after the judgement");
+        a.details(&mut i);
         assert_eq!(i.container.as_deref(), Some(ID));
         assert_eq!(i.ppid, Some(1));
         assert_eq!(i.start_time, Some(100));

@@ -225,9 +225,15 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> ConnectorError {
 pub struct Connector {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// A loss was seen after events that were returned first: reported by the next call.
+    lost_pending: bool,
     /// Counters.
     pub counters: ConnectorCounters,
 }
+
+/// Datagrams read into one batch at most (the observer looks at its stop flag between
+/// batches).
+const DRAIN: usize = 256;
 
 /// Sends the multicast `op` (listen or ignore) to the connector.
 fn send_op(fd: &OwnedFd, op: u32) -> io::Result<()> {
@@ -322,12 +328,71 @@ impl Connector {
         Ok(Self {
             fd,
             buf: vec![0u8; 64 * 1024],
+            lost_pending: false,
             counters: ConnectorCounters::default(),
         })
     }
 
-    /// Waits up to `timeout` for the next datagram.
+    /// Waits up to `timeout` for events and returns what has arrived: up to [`DRAIN`]
+    /// datagrams in one batch, read without waiting while there are more (the connector sends
+    /// one datagram per event; polling before each would double the system calls).
     pub fn next(&mut self, timeout: Duration) -> Result<Batch, ConnectorError> {
+        if self.lost_pending {
+            self.lost_pending = false;
+            return Ok(Batch::Lost);
+        }
+        let mut out = Vec::new();
+        let mut errors = ParseErrors::default();
+        let mut waited = false;
+        let mut got = 0;
+        while got < DRAIN {
+            // SAFETY: `buf` is valid for writes of its length; the fd is our socket.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::ENOBUFS) => {
+                        self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                        if out.is_empty() {
+                            return Ok(Batch::Lost);
+                        }
+                        // The events before the loss first, then the loss.
+                        self.lost_pending = true;
+                        break;
+                    }
+                    Some(libc::EAGAIN | libc::EINTR) if got > 0 || waited => break,
+                    Some(libc::EAGAIN | libc::EINTR) => {
+                        waited = true;
+                        if !self.wait(timeout)? {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => return Err(io_err("receive process events")(e)),
+                }
+            }
+            got += 1;
+            let n = usize::try_from(n).unwrap_or(0);
+            parse(&self.buf[..n], &mut out, &mut errors);
+        }
+        self.counters
+            .malformed
+            .fetch_add(errors.malformed, Ordering::Relaxed);
+        self.counters
+            .events
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(Batch::Events(out))
+    }
+
+    /// Waits up to `timeout` for the socket to be readable; `false` on timeout or a signal.
+    fn wait(&self, timeout: Duration) -> Result<bool, ConnectorError> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -339,44 +404,11 @@ impl Connector {
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(Batch::Events(Vec::new()));
+                return Ok(false);
             }
             return Err(io_err("wait for process events")(e));
         }
-        if rc == 0 {
-            return Ok(Batch::Events(Vec::new()));
-        }
-        // SAFETY: `buf` is valid for writes of its length; the fd is our socket.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOBUFS) => {
-                    self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                    Ok(Batch::Lost)
-                }
-                Some(libc::EAGAIN | libc::EINTR) => Ok(Batch::Events(Vec::new())),
-                _ => Err(io_err("receive process events")(e)),
-            };
-        }
-        let n = usize::try_from(n).unwrap_or(0);
-        let mut out = Vec::new();
-        let mut errors = ParseErrors::default();
-        parse(&self.buf[..n], &mut out, &mut errors);
-        self.counters
-            .malformed
-            .fetch_add(errors.malformed, Ordering::Relaxed);
-        self.counters
-            .events
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
-        Ok(Batch::Events(out))
+        Ok(rc > 0)
     }
 
     /// Opens a connector (receive buffer `rcvbuf` bytes) and proves it works: a child process

@@ -239,8 +239,6 @@ fn kill_pid(pid: u32) -> bool {
     rc == 0
 }
 
-const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"];
-
 /// The observer thread's state.
 struct Observer {
     connector: Connector,
@@ -276,7 +274,7 @@ impl Observer {
         }
     }
 
-    fn judge(&mut self, info: ProcInfo, rescan: bool) {
+    fn judge(&mut self, mut info: ProcInfo, rescan: bool) {
         let policy = self.policy.load();
         let Some((m, outcome)) = policy.decide(&info) else {
             return;
@@ -297,6 +295,14 @@ impl Observer {
         if outcome == Outcome::Learn && info.exe.is_none() {
             self.counters.unlearnable.fetch_add(1, Ordering::Relaxed);
         }
+        let shell = info
+            .program()
+            .is_some_and(|p| super::attribution::SHELLS.contains(&p));
+        if outcome == Outcome::Pass && !shell {
+            // Listed and not a shell (nothing to find): the engine task has nothing to do
+            // with it, and nothing more needs reading.
+            return;
+        }
         let mut killed = false;
         if outcome == Outcome::Block && self.kill && info.pid != self.own {
             killed = kill_pid(info.pid);
@@ -307,8 +313,16 @@ impl Observer {
             };
             c.fetch_add(1, Ordering::Relaxed);
         }
-        let finding = (info.stdio_socket && info.program().is_some_and(|p| SHELLS.contains(&p)))
+        // Kill first, read the rest after: what a report needs must not delay the kill. A
+        // program learned needs no more.
+        if outcome != Outcome::Learn || shell {
+            self.attributor.details(&mut info);
+        }
+        let finding = (shell && info.stdio_socket)
             .then_some("reverse shell: a shell with its standard input or output on a socket");
+        if outcome == Outcome::Pass && finding.is_none() {
+            return;
+        }
         let (group, mode) = (m.group.clone(), m.mode);
         drop(policy);
         self.send(Observation {
