@@ -261,6 +261,9 @@ struct Observer {
     last_rescan: Option<std::time::Instant>,
 }
 
+/// The finding for a process whose effective uid is 0 while its real uid is not.
+const ROOT_GAINED: &str = "root gained: effective uid 0 for a non-root user";
+
 /// Rescans of /proc at most this often, however often the kernel reports loss.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
 
@@ -298,7 +301,9 @@ impl Observer {
         let shell = info
             .program()
             .is_some_and(|p| super::attribution::SHELLS.contains(&p));
-        if outcome == Outcome::Pass && !shell {
+        // A setuid exec by a non-root user (read() has the uids of every euid-0 process).
+        let root_gain = info.uid.is_some_and(|(real, eff)| real != 0 && eff == 0);
+        if outcome == Outcome::Pass && !shell && !root_gain {
             // Listed and not a shell (nothing to find): the engine task has nothing to do
             // with it, and nothing more needs reading.
             return;
@@ -318,8 +323,12 @@ impl Observer {
         if outcome != Outcome::Learn || shell {
             self.attributor.details(&mut info);
         }
-        let finding = (shell && info.stdio_socket)
-            .then_some("reverse shell: a shell with its standard input or output on a socket");
+        let finding = if root_gain {
+            Some(ROOT_GAINED)
+        } else {
+            (shell && info.stdio_socket)
+                .then_some("reverse shell: a shell with its standard input or output on a socket")
+        };
         if outcome == Outcome::Pass && finding.is_none() {
             return;
         }
@@ -416,9 +425,7 @@ impl Observer {
                                             outcome: Outcome::Alert,
                                             killed: false,
                                             rescan: false,
-                                            finding: Some(
-                                                "root gained: effective uid 0 for a non-root user",
-                                            ),
+                                            finding: Some(ROOT_GAINED),
                                         });
                                     }
                                 }
