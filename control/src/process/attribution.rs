@@ -162,9 +162,7 @@ impl Attributor {
             info.gone = true;
             return info;
         };
-        let stat = self
-            .read_at(&dirfd, "stat")
-            .and_then(|s| procfs::parse_stat(s));
+        let stat = self.read_at(&dirfd, "stat").and_then(procfs::parse_stat);
         info.ppid = stat.map(|s| s.ppid);
         info.start_time = stat.map(|s| s.start_time);
         let container = self.container(&dirfd, pid, info.start_time);
@@ -222,7 +220,7 @@ impl Attributor {
         // The same process still (not a reused pid)?
         let start = self
             .read_at(&dirfd, "stat")
-            .and_then(|s| procfs::parse_stat(s))
+            .and_then(procfs::parse_stat)
             .map(|s| s.start_time);
         if start.is_none() || start != info.start_time {
             return;
