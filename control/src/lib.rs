@@ -9,6 +9,7 @@ pub mod config;
 pub mod conversations;
 pub mod dataplane;
 pub mod demo;
+pub mod fanotify;
 pub mod learn;
 pub mod model;
 pub mod notify;

@@ -1,4 +1,4 @@
-//! The exec permission responder (`control::process::fanotify`) against the real kernel
+//! The exec permission responder (`control::fanotify`) against the real kernel
 //! (needs root; CI is root).
 //!
 //! Each test mounts its own tmpfs on a fresh temporary directory, copies a binary into it
@@ -30,9 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use control::process::fanotify::{
-    Config, ExecPolicy, ExecRequest, MarkScope, Responder, Stats, Verdict,
-};
+use control::fanotify::{Config, MarkScope, Policy, Request, Responder, Stats, Verdict};
 use palisade_tests::sh;
 
 /// A tmpfs mounted on a fresh temporary directory; unmounted on drop.
@@ -96,7 +94,7 @@ struct TestPolicy {
     deny: Arc<AtomicBool>,
     delay: Duration,
     calls: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<ExecRequest>>>,
+    seen: Arc<Mutex<Vec<Request>>>,
 }
 
 impl TestPolicy {
@@ -111,8 +109,8 @@ impl TestPolicy {
     }
 }
 
-impl ExecPolicy for TestPolicy {
-    fn decide(&self, req: &ExecRequest) -> Verdict {
+impl Policy for TestPolicy {
+    fn decide(&self, req: &Request) -> Verdict {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(req.clone());
         if !self.delay.is_zero() {
@@ -198,6 +196,7 @@ fn delta(after: Stats, before: Stats) -> Stats {
         late: after.late - before.late,
         errors: after.errors - before.errors,
         ignored: after.ignored - before.ignored,
+        observed: after.observed - before.observed,
     }
 }
 
@@ -301,7 +300,7 @@ fn a_dynamic_exec_raises_two_events_and_both_are_answered() {
 
     // Denying the second event alone fails the exec: it is answered on its own. A closure is
     // a policy.
-    let deny_interp = |req: &ExecRequest| {
+    let deny_interp = |req: &Request| {
         if req.path.to_string_lossy().contains("ld-linux") {
             Verdict::Deny
         } else {
@@ -465,7 +464,7 @@ fn shutdown_releases_an_exec_waiting_on_a_slow_policy() {
 fn a_panicking_policy_is_answered_with_the_stall_default() {
     let fs = Tmpfs::new();
     let bin = fs.install("true");
-    let panics = |_: &ExecRequest| -> Verdict { panic!("a buggy policy") };
+    let panics = |_: &Request| -> Verdict { panic!("a buggy policy") };
     // A deadline no panic (backtrace printing included) outlasts on a loaded machine: the
     // worker itself answers each one, so the count below does not depend on timing.
     let config = Config {
@@ -538,7 +537,7 @@ fn concurrent_execs_of_allowed_and_denied_binaries() {
     let fs = Tmpfs::new();
     let allowed = fs.install("allowed/true");
     let denied = fs.install("denied/true");
-    let by_name = |req: &ExecRequest| {
+    let by_name = |req: &Request| {
         if req.path.parent().is_some_and(|p| p.ends_with("denied")) {
             Verdict::Deny
         } else {

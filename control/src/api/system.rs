@@ -51,7 +51,7 @@ pub struct ProcessStats {
     /// Processes gone before anything could be read (counted only).
     pub unidentified: u64,
     /// The exec gate (protect), when it runs.
-    pub gate: Option<crate::process::fanotify::Stats>,
+    pub gate: Option<crate::fanotify::Stats>,
 }
 
 /// API responses by status class.

@@ -189,7 +189,7 @@ pub struct EngineCounters {
     /// Processes gone before anything (name, executable) could be read: counted only.
     pub unidentified: AtomicU64,
     /// The exec gate's counters, refreshed twice a second while it runs.
-    pub gate: std::sync::Mutex<Option<super::fanotify::Stats>>,
+    pub gate: std::sync::Mutex<Option<crate::fanotify::Stats>>,
 }
 
 /// One judged program, for the engine task.
@@ -493,11 +493,11 @@ impl Marks {
     /// Marks the filesystem of every protected (not exempt) container and unmarks the rest.
     fn sync(
         &mut self,
-        r: &super::fanotify::Responder,
+        r: &crate::fanotify::Responder,
         policy: &ProcessPolicy,
         found: &[crate::workload::Discovered],
     ) {
-        use super::fanotify::MarkScope;
+        use crate::fanotify::MarkScope;
         let want: HashMap<&str, u32> = found
             .iter()
             .filter(|d| {
@@ -576,21 +576,21 @@ pub async fn run(
     };
     let verdict = |allow: bool| {
         if allow {
-            super::fanotify::Verdict::Allow
+            crate::fanotify::Verdict::Allow
         } else {
-            super::fanotify::Verdict::Deny
+            crate::fanotify::Verdict::Deny
         }
     };
-    let responder_cfg = super::fanotify::Config {
+    let responder_cfg = crate::fanotify::Config {
         queue_capacity: cfg.queue,
         deadline: Duration::from_millis(cfg.deadline_ms),
         overflow_verdict: verdict(cfg.overflow_allows),
         stall_verdict: verdict(cfg.stall_allows),
-        ..super::fanotify::Config::default()
+        ..crate::fanotify::Config::default()
     };
     let responder = match cfg
         .exec_gate
-        .then(|| super::fanotify::Responder::start(responder_cfg, gate))
+        .then(|| crate::fanotify::Responder::start(responder_cfg, gate))
     {
         None => None,
         Some(Ok(r)) => Some(r),

@@ -1,4 +1,4 @@
-//! The exec gate of protect mode: the [`ExecPolicy`] the fanotify responder asks before a
+//! The exec gate of protect mode: the [`Policy`] the fanotify responder asks before a
 //! program runs in a marked container.
 //!
 //! At the gate only the file is known (the process's new name is not set yet), so it judges
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::attribution::ProcInfo;
 use super::engine::{Observation, Outcome, ProcessPolicy};
-use super::fanotify::{ExecPolicy, ExecRequest, PolicyKey, Verdict};
+use crate::fanotify::{Policy, PolicyKey, Request, Verdict};
 use crate::model::{Action, Mode, ProcessEntry};
 
 /// The container of `pid`, from its cgroup.
@@ -95,8 +95,8 @@ pub struct ExecGate {
     pub started: Arc<ArcSwap<Started>>,
 }
 
-impl ExecPolicy for ExecGate {
-    fn cache_key(&self, req: &ExecRequest) -> Option<PolicyKey> {
+impl Policy for ExecGate {
+    fn cache_key(&self, req: &Request) -> Option<PolicyKey> {
         let c = container_of(req.pid)?;
         let p = self.policy.load();
         let m = p.containers.get(&c)?;
@@ -106,7 +106,7 @@ impl ExecPolicy for ExecGate {
         Some(h.finish())
     }
 
-    fn decide(&self, req: &ExecRequest) -> Verdict {
+    fn decide(&self, req: &Request) -> Verdict {
         let Some(container) = container_of(req.pid) else {
             return Verdict::Allow;
         };

@@ -8,12 +8,10 @@
 //! - [`engine`]: profiles judged per exec (discover learns, monitor alerts, protect kills
 //!   through a pidfd until exec marks take over), root-gain and reverse-shell findings,
 //!   the loop in `palisade up`;
-//! - [`gate`]: the exec gate of protect mode, the policy the responder asks (by path);
-//! - [`fanotify`]: the exec permission responder (`FAN_OPEN_EXEC_PERM`): a dedicated thread,
-//!   a bounded queue and a watchdog so that no container ever hangs on a verdict.
+//! - [`gate`]: the exec gate of protect mode, the policy the exec permission responder
+//!   ([`crate::fanotify`], `FAN_OPEN_EXEC_PERM`) asks, by path.
 
 pub mod attribution;
 pub mod connector;
 pub mod engine;
-pub mod fanotify;
 pub mod gate;

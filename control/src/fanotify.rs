@@ -1,5 +1,9 @@
-//! The exec permission responder: `FAN_OPEN_EXEC_PERM` events from marked mounts or
-//! filesystems (a container's rootfs), each answered allow or deny exactly once, never late.
+//! The fanotify permission responder of both engines: permission events (`FAN_OPEN_EXEC_PERM`
+//! for the process engine's exec gate, `FAN_OPEN_PERM` for the file engine's block rules) from
+//! marked mounts or filesystems (a container's rootfs), each answered allow or deny exactly
+//! once, never late; notification events (`FAN_OPEN`, `FAN_CLOSE_WRITE`) of the same marks
+//! handed to [`Policy::observe`] on the reader thread (nothing waits for those). What a group
+//! watches is [`Config::mask`]; each mark may ask for part of it ([`Responder::mark_mask`]).
 //!
 //! # Contract
 //!
@@ -14,9 +18,9 @@
 //!   event is answered at once with [`Config::overflow_verdict`] and counted
 //!   ([`Stats::overflow`]).
 //! - **Decision workers** ([`Config::workers`]) take events from the queue, build an
-//!   [`ExecRequest`] from the event's fd (`fstat` and the `/proc/self/fd` link; the responder
+//!   [`Request`] from the event's fd (`fstat` and the `/proc/self/fd` link; the responder
 //!   never opens or execs a watched path itself), look the verdict up in the cache and call
-//!   [`ExecPolicy::decide`] only on a miss.
+//!   [`Policy::decide`] only on a miss.
 //! - **Watchdog thread.** Every queued event has a deadline ([`Config::deadline`], counted
 //!   from when the reader read it). An event still unanswered at its deadline is answered with
 //!   [`Config::stall_verdict`] (fail-open allow by default) and counted ([`Stats::watchdog`]);
@@ -41,21 +45,21 @@
 //!
 //! Verdicts are cached by the executed file's identity — device, inode, mtime and ctime (ctime
 //! because `utimensat` can put mtime back, ctime cannot be set) — and an opaque policy key the
-//! policy supplies ([`ExecPolicy::cache_key`], e.g. the container's group). Changing the
+//! policy supplies ([`Policy::cache_key`], e.g. the container's group). Changing the
 //! policy means calling [`Responder::clear_cache`]: it bumps an epoch, and a decision computed
 //! under an older epoch is not inserted, so a verdict racing with the clear cannot survive it.
 //!
 //! # What the policy must not do
 //!
-//! [`ExecPolicy::decide`] runs on a worker with the exec'ing process asleep in the kernel. It
+//! [`Policy::decide`] runs on a worker with the exec'ing process asleep in the kernel. It
 //! must be cheap, must not exec or open files under a marked mount (that would wait on this
 //! very responder), and must not wait on the exec'ing process (its `/proc/<pid>/exe`,
 //! `cmdline` or `environ`). The watchdog bounds the damage of a slow policy; a panicking one is
 //! caught, counted as an error and answered with the stall verdict.
 //!
-//! [`ExecPolicy::cache_key`] runs on the reader (unless [`Config::hits_in_reader`] is off),
+//! [`Policy::cache_key`] runs on the reader (unless [`Config::hits_in_reader`] is off),
 //! where nothing bounds it: it must not block at all. A pure function of the request is ideal,
-//! e.g. the container whose rootfs mount [`ExecRequest::path`] is under.
+//! e.g. the container whose rootfs mount [`Request::path`] is under.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -98,11 +102,36 @@ pub struct FileId {
     pub ctime: (i64, i64),
 }
 
-/// One exec waiting for a verdict.
+/// What the process is doing to the file, from the event's mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Executing it (`FAN_OPEN_EXEC_PERM`).
+    Exec,
+    /// Opening it, for reading or writing (`FAN_OPEN_PERM`, `FAN_OPEN`).
+    Open,
+    /// Wrote it (`FAN_CLOSE_WRITE`, `FAN_MODIFY`).
+    Write,
+}
+
+impl Access {
+    fn of(mask: MaskFlags) -> Self {
+        if mask.contains(MaskFlags::FAN_OPEN_EXEC_PERM) {
+            Self::Exec
+        } else if mask.intersects(MaskFlags::FAN_CLOSE_WRITE | MaskFlags::FAN_MODIFY) {
+            Self::Write
+        } else {
+            Self::Open
+        }
+    }
+}
+
+/// One event: an exec or open waiting for a verdict, or a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecRequest {
-    /// The exec'ing process (the thread group id, as fanotify reports it).
+pub struct Request {
+    /// The process (the thread group id, as fanotify reports it).
     pub pid: i32,
+    /// What it does.
+    pub access: Access,
     /// The file as the kernel names it (`/proc/self/fd/N` of the event's fd), in the
     /// responder's mount namespace: for a container, a path under its rootfs mount.
     pub path: PathBuf,
@@ -116,25 +145,39 @@ pub type PolicyKey = u64;
 
 /// What the responder asks for each exec it does not answer by itself.
 ///
-/// Any `Fn(&ExecRequest) -> Verdict` is a policy whose verdicts depend on the file only (one
+/// Any `Fn(&Request) -> Verdict` is a policy whose verdicts depend on the file only (one
 /// cache key for everything).
-pub trait ExecPolicy: Send + Sync + 'static {
+pub trait Policy: Send + Sync + 'static {
     /// The policy key for this exec, or `None` to decide it without the cache. Called for
     /// every event that reaches a worker, so it must be cheaper still than
     /// [`decide`](Self::decide).
-    fn cache_key(&self, _req: &ExecRequest) -> Option<PolicyKey> {
+    fn cache_key(&self, _req: &Request) -> Option<PolicyKey> {
         Some(0)
     }
 
     /// The verdict, on a cache miss. See the module docs for what it must not do.
-    fn decide(&self, req: &ExecRequest) -> Verdict;
+    fn decide(&self, req: &Request) -> Verdict;
+
+    /// Whether an allow of `req` holds for every process, so that it may become an ignore
+    /// mark on the file ([`Config::ignore_allowed`]). Called after `decide` (or a cache hit)
+    /// allowed it.
+    fn ignorable(&self, _req: &Request) -> bool {
+        true
+    }
+
+    /// A notification event (nothing waits for it), on the reader thread: it must not block.
+    /// `true` asks the kernel for no more events of the group's mask on this file (an ignore
+    /// mark, flushed by [`Responder::clear_cache`]).
+    fn observe(&self, _req: &Request) -> bool {
+        false
+    }
 }
 
-impl<F> ExecPolicy for F
+impl<F> Policy for F
 where
-    F: Fn(&ExecRequest) -> Verdict + Send + Sync + 'static,
+    F: Fn(&Request) -> Verdict + Send + Sync + 'static,
 {
-    fn decide(&self, req: &ExecRequest) -> Verdict {
+    fn decide(&self, req: &Request) -> Verdict {
         self(req)
     }
 }
@@ -161,13 +204,20 @@ pub struct Config {
     /// Cached verdicts at most; when full the cache starts over.
     pub cache_capacity: usize,
     /// Answer cache hits on the reader thread, without the hop to a worker: the reader then
-    /// examines every event and calls [`ExecPolicy::cache_key`] itself, so that must never
+    /// examines every event and calls [`Policy::cache_key`] itself, so that must never
     /// block (the watchdog only covers queued events). Saves a thread wake-up per cached exec.
     pub hits_in_reader: bool,
     /// After the policy (or the cache) allows a file, put an ignore mark on its inode: the
     /// kernel then raises no event for it at all until the file is modified (the kernel drops
     /// the ignore mark then) or [`Responder::clear_cache`] flushes the ignore marks.
     pub ignore_allowed: bool,
+    /// The events [`Responder::mark`] asks for, and what an ignore mark silences:
+    /// `FAN_OPEN_EXEC_PERM` for the exec gate; permission events are answered, the others
+    /// handed to [`Policy::observe`].
+    pub mask: MaskFlags,
+    /// Ignore marks survive writes to the file (`FAN_MARK_IGNORED_SURV_MODIFY`): right when
+    /// verdicts depend on the path, not the content.
+    pub ignore_survives_modify: bool,
 }
 
 impl Default for Config {
@@ -182,6 +232,8 @@ impl Default for Config {
             cache_capacity: 65_536,
             hits_in_reader: true,
             ignore_allowed: true,
+            mask: MaskFlags::FAN_OPEN_EXEC_PERM,
+            ignore_survives_modify: false,
         }
     }
 }
@@ -260,6 +312,9 @@ pub struct Stats {
     pub errors: u64,
     /// Files the kernel was told not to ask about again (ignore marks after an allow).
     pub ignored: u64,
+    /// Notification events (no answer: `FAN_OPEN`, `FAN_CLOSE_WRITE`, ...) handed to
+    /// [`Policy::observe`].
+    pub observed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +329,7 @@ struct Counters {
     late: AtomicU64,
     errors: AtomicU64,
     ignored: AtomicU64,
+    observed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -294,6 +350,7 @@ impl Counters {
             late: get(&self.late),
             errors: get(&self.errors),
             ignored: get(&self.ignored),
+            observed: get(&self.observed),
         }
     }
 }
@@ -446,12 +503,12 @@ struct Queued {
     prepared: Option<Prepared>,
 }
 
-type Prepared = (ExecRequest, Option<CacheKey>);
+type Prepared = (Request, Option<CacheKey>);
 
 /// Everything the threads share.
 struct Shared {
     fan: Fanotify,
-    policy: Box<dyn ExecPolicy>,
+    policy: Box<dyn Policy>,
     config: Config,
     trusted: HashSet<i32>,
     cache: VerdictCache,
@@ -497,13 +554,15 @@ impl Shared {
             return;
         }
         let Some(fd) = event.fd() else { return };
-        let added = self.fan.mark(
-            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
-            MaskFlags::FAN_OPEN_EXEC_PERM,
-            fd,
-            None::<&Path>,
-        );
-        if added.is_ok() {
+        let mut flags = MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK;
+        if self.config.ignore_survives_modify {
+            flags |= MarkFlags::FAN_MARK_IGNORED_SURV_MODIFY;
+        }
+        if self
+            .fan
+            .mark(flags, self.config.mask, fd, None::<&Path>)
+            .is_ok()
+        {
             bump(&self.counters.ignored);
         }
     }
@@ -533,7 +592,7 @@ impl Shared {
     }
 
     /// The cache key of a request, if the policy caches it.
-    fn key(&self, req: &ExecRequest) -> Option<CacheKey> {
+    fn key(&self, req: &Request) -> Option<CacheKey> {
         self.policy.cache_key(req).map(|policy| CacheKey {
             file: req.file,
             policy,
@@ -559,7 +618,7 @@ pub struct Responder {
 impl Responder {
     /// Creates the fanotify group and starts the reader, the workers and the watchdog. No
     /// mark yet: nothing is watched until [`mark`](Self::mark).
-    pub fn start(config: Config, policy: impl ExecPolicy) -> Result<Self, Error> {
+    pub fn start(config: Config, policy: impl Policy) -> Result<Self, Error> {
         let fan = Fanotify::init(
             // CONTENT: permission events once the file's content is final. UNLIMITED_QUEUE:
             // a full kernel queue would drop permission events, i.e. allow them unseen;
@@ -625,10 +684,20 @@ impl Responder {
         Ok(responder)
     }
 
-    /// Watches execs under `path` (`FAN_OPEN_EXEC_PERM`), through that mount or in that
-    /// whole filesystem.
+    /// Watches `path` for [`Config::mask`], through that mount or in that whole filesystem.
     pub fn mark(&self, path: &Path, scope: MarkScope) -> Result<(), Error> {
-        self.mark_op(path, scope, MarkFlags::FAN_MARK_ADD, "add")
+        self.mark_mask(path, scope, self.shared.config.mask)
+    }
+
+    /// Adds `mask` to what is watched under `path` (a part of [`Config::mask`]: a mark per
+    /// object can ask for less than the group handles).
+    pub fn mark_mask(&self, path: &Path, scope: MarkScope, mask: MaskFlags) -> Result<(), Error> {
+        self.mark_op(path, scope, MarkFlags::FAN_MARK_ADD, mask, "add")
+    }
+
+    /// Removes `mask` from what is watched under `path`.
+    pub fn unmark_mask(&self, path: &Path, scope: MarkScope, mask: MaskFlags) -> Result<(), Error> {
+        self.mark_op(path, scope, MarkFlags::FAN_MARK_REMOVE, mask, "remove")
     }
 
     /// Watches execs through the mount at (or containing) `path`: a container's rootfs.
@@ -643,7 +712,7 @@ impl Responder {
 
     /// Stops watching what [`mark`](Self::mark) with the same path and scope watched.
     pub fn unmark(&self, path: &Path, scope: MarkScope) -> Result<(), Error> {
-        self.mark_op(path, scope, MarkFlags::FAN_MARK_REMOVE, "remove")
+        self.unmark_mask(path, scope, self.shared.config.mask)
     }
 
     fn mark_op(
@@ -651,6 +720,7 @@ impl Responder {
         path: &Path,
         scope: MarkScope,
         op: MarkFlags,
+        mask: MaskFlags,
         name: &'static str,
     ) -> Result<(), Error> {
         if self.shared.stopping() {
@@ -658,12 +728,7 @@ impl Responder {
         }
         self.shared
             .fan
-            .mark(
-                op | scope.flag(),
-                MaskFlags::FAN_OPEN_EXEC_PERM,
-                AT_FDCWD,
-                Some(path),
-            )
+            .mark(op | scope.flag(), mask, AT_FDCWD, Some(path))
             .map_err(|source| Error::Mark {
                 op: name,
                 scope,
@@ -803,26 +868,55 @@ fn reader_loop(shared: &Shared, wake: &OwnedFd, tx: SyncSender<Queued>) {
     }
 }
 
-/// Counts an event; `Some` if it needs an answer.
+/// The events that wait for an answer.
+const PERMISSION: MaskFlags = MaskFlags::FAN_OPEN_EXEC_PERM
+    .union(MaskFlags::FAN_OPEN_PERM)
+    .union(MaskFlags::FAN_ACCESS_PERM);
+
+/// Counts an event; `Some` if it needs an answer. Notification events go to
+/// [`Policy::observe`] here.
 fn classify(shared: &Shared, event: FanotifyEvent) -> Option<FanotifyEvent> {
-    bump(&shared.counters.events);
     if !event.check_version() {
         // Layout unknown: nothing in it can be trusted, not even the fd to answer.
+        bump(&shared.counters.events);
         bump(&shared.counters.errors);
         std::mem::forget(event);
         return None;
     }
+    if !event.mask().intersects(PERMISSION) {
+        observe(shared, &event);
+        return None;
+    }
+    bump(&shared.counters.events);
     if event.fd().is_none() {
         // FAN_Q_OVERFLOW, which the unlimited queue should rule out.
         bump(&shared.counters.errors);
         return None;
     }
-    let perm =
-        MaskFlags::FAN_OPEN_EXEC_PERM | MaskFlags::FAN_OPEN_PERM | MaskFlags::FAN_ACCESS_PERM;
-    if !event.mask().intersects(perm) {
-        return None;
-    }
     Some(event)
+}
+
+/// A notification event: to the policy unless it is ours; an ignore mark if it says so.
+fn observe(shared: &Shared, event: &FanotifyEvent) {
+    if event.fd().is_none() {
+        // FAN_Q_OVERFLOW (ruled out by the unlimited queue).
+        bump(&shared.counters.errors);
+        return;
+    }
+    bump(&shared.counters.observed);
+    let pid = event.pid();
+    if shared.trusted.contains(&pid) || shared.stopping() {
+        return;
+    }
+    let Ok(req) = examine(event, pid) else {
+        bump(&shared.counters.errors);
+        return;
+    };
+    match catch_unwind(AssertUnwindSafe(|| shared.policy.observe(&req))) {
+        Ok(true) => shared.ignore(event),
+        Ok(false) => {}
+        Err(_) => bump(&shared.counters.errors),
+    }
 }
 
 fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) {
@@ -841,9 +935,9 @@ fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) 
         return;
     }
     let prepared = match cached(shared, &event, pid) {
-        Lookup::Hit(verdict) => {
+        Lookup::Hit(verdict, ignorable) => {
             bump(&shared.counters.cache_hits);
-            if verdict == Verdict::Allow {
+            if verdict == Verdict::Allow && ignorable {
                 shared.ignore(&event);
             }
             shared.answer_now(event, verdict);
@@ -878,7 +972,8 @@ fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) 
 
 /// The reader's cache lookup.
 enum Lookup {
-    Hit(Verdict),
+    /// The verdict, and whether an allow may become an ignore mark.
+    Hit(Verdict, bool),
     /// Not cached (or not looked up): what a worker can reuse, if anything.
     Miss(Option<Prepared>),
 }
@@ -895,7 +990,12 @@ fn cached(shared: &Shared, event: &FanotifyEvent, pid: i32) -> Lookup {
         return Lookup::Miss(None); // a panicking key: the worker calls it again, and counts it
     };
     match key.as_ref().and_then(|k| shared.cache.get(k)) {
-        Some(verdict) => Lookup::Hit(verdict),
+        Some(verdict) => {
+            let ignorable = verdict == Verdict::Allow
+                && catch_unwind(AssertUnwindSafe(|| shared.policy.ignorable(&req)))
+                    .unwrap_or(false);
+            Lookup::Hit(verdict, ignorable)
+        }
         None => Lookup::Miss(Some((req, key))),
     }
 }
@@ -937,7 +1037,7 @@ fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>, prepared: Option<Prepared
             && let Some(verdict) = shared.cache.get(key)
         {
             bump(&shared.counters.cache_hits);
-            return (verdict, verdict == Verdict::Allow);
+            return (verdict, verdict == Verdict::Allow && policy.ignorable(&req));
         }
         let epoch = shared.cache.epoch();
         let verdict = policy.decide(&req);
@@ -946,7 +1046,10 @@ fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>, prepared: Option<Prepared
             shared.cache.insert(key, verdict, epoch);
         }
         let current = shared.cache.epoch() == epoch;
-        (verdict, verdict == Verdict::Allow && cacheable && current)
+        (
+            verdict,
+            verdict == Verdict::Allow && cacheable && current && policy.ignorable(&req),
+        )
     }));
     let (verdict, ignore) = decided.unwrap_or_else(|_| {
         bump(&shared.counters.errors);
@@ -961,12 +1064,13 @@ fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>, prepared: Option<Prepared
 }
 
 /// The request for an event: its file's identity and name, from its fd only.
-fn examine(event: &FanotifyEvent, pid: i32) -> Result<ExecRequest, Errno> {
+fn examine(event: &FanotifyEvent, pid: i32) -> Result<Request, Errno> {
     let fd = event.fd().ok_or(Errno::EBADF)?;
     let st = nix::sys::stat::fstat(fd)?;
     let path = nix::fcntl::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str())?;
-    Ok(ExecRequest {
+    Ok(Request {
         pid,
+        access: Access::of(event.mask()),
         path: PathBuf::from(path),
         file: FileId {
             dev: st.st_dev,
@@ -1205,20 +1309,20 @@ mod tests {
 
     #[test]
     fn a_closure_is_a_policy_with_one_cache_key() {
-        let policy = |req: &ExecRequest| {
+        let policy = |req: &Request| {
             if req.path.ends_with("sh") {
                 Verdict::Deny
             } else {
                 Verdict::Allow
             }
         };
-        let req = ExecRequest {
+        let req = Request {
             pid: 1,
             path: PathBuf::from("/rootfs/bin/sh"),
             file: file(1, 1),
         };
         assert_eq!(policy.cache_key(&req), Some(0));
-        assert_eq!(ExecPolicy::decide(&policy, &req), Verdict::Deny);
+        assert_eq!(Policy::decide(&policy, &req), Verdict::Deny);
     }
 
     #[test]
