@@ -1318,6 +1318,7 @@ mod tests {
         };
         let req = Request {
             pid: 1,
+            access: Access::Exec,
             path: PathBuf::from("/rootfs/bin/sh"),
             file: file(1, 1),
         };
