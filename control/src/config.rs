@@ -42,6 +42,8 @@ pub struct Config {
     pub plumb: PlumbConfig,
     /// `[process]`: the process engine.
     pub process: ProcessConfig,
+    /// `[file]`: the file engine.
+    pub file: FileConfig,
 }
 
 /// `[process]`.
@@ -78,6 +80,33 @@ impl Default for ProcessConfig {
             stall_allows: true,
             zero_drift: false,
             events_buffer: 4 << 20,
+        }
+    }
+}
+
+/// `[file]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfig {
+    /// Run the file engine (learn, alert, block access to sensitive files in containers).
+    pub enabled: bool,
+    /// Opens queued for a verdict at most; more are answered with `on_overflow`.
+    pub queue: usize,
+    /// How long an open waits for its verdict before the watchdog answers with `on_stall`.
+    pub deadline_ms: u64,
+    /// Answer to an open that finds the queue full: true allows.
+    pub overflow_allows: bool,
+    /// Answer to an open not decided in time: true allows (fail open).
+    pub stall_allows: bool,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue: 2048,
+            deadline_ms: 200,
+            overflow_allows: true,
+            stall_allows: true,
         }
     }
 }
@@ -201,6 +230,23 @@ struct RawConfig {
     plumb: RawPlumb,
     #[serde(default)]
     process: RawProcess,
+    #[serde(default)]
+    file: RawFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    queue: Option<Spanned<i64>>,
+    #[serde(default)]
+    deadline_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    on_overflow: Option<Spanned<String>>,
+    #[serde(default)]
+    on_stall: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -393,32 +439,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         notify,
         plumb,
         process: validate_process(&src, raw.process)?,
+        file: validate_file(&src, raw.file)?,
     })
 }
 
-fn validate_process(src: &Source<'_>, raw: RawProcess) -> Result<ProcessConfig, ConfigError> {
-    let d = ProcessConfig::default();
-    let int = |v: Option<Spanned<i64>>,
-               name: &str,
-               range: std::ops::RangeInclusive<i64>,
-               default: u64| {
-        match v {
-            None => Ok(default),
-            Some(v) if range.contains(v.get_ref()) => {
-                Ok(u64::try_from(*v.get_ref()).unwrap_or(default))
-            }
-            Some(v) => Err(src.error(
-                v.span(),
-                format!(
-                    "`{name}` must be within {}..={}, not {}",
-                    range.start(),
-                    range.end(),
-                    v.get_ref()
-                ),
-            )),
+/// An integer setting within `range`, or `default` when absent.
+fn int_in(
+    src: &Source<'_>,
+    v: Option<Spanned<i64>>,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) if range.contains(v.get_ref()) => {
+            Ok(u64::try_from(*v.get_ref()).unwrap_or(default))
         }
-    };
-    let verdict = |v: Option<Spanned<String>>, name: &str| match v {
+        Some(v) => Err(src.error(
+            v.span(),
+            format!(
+                "`{name}` must be within {}..={}, not {}",
+                range.start(),
+                range.end(),
+                v.get_ref()
+            ),
+        )),
+    }
+}
+
+/// An `allow`/`deny` setting (true allows), allow when absent.
+fn allows(src: &Source<'_>, v: Option<Spanned<String>>, name: &str) -> Result<bool, ConfigError> {
+    match v {
         None => Ok(true),
         Some(v) => match v.get_ref().as_str() {
             "allow" => Ok(true),
@@ -428,17 +480,53 @@ fn validate_process(src: &Source<'_>, raw: RawProcess) -> Result<ProcessConfig, 
                 format!("`{name}` must be allow or deny, not `{other}`"),
             )),
         },
-    };
+    }
+}
+
+/// A responder queue length.
+fn queue_len(
+    src: &Source<'_>,
+    v: Option<Spanned<i64>>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    Ok(usize::try_from(int_in(src, v, "queue", 1..=1_000_000, default as u64)?).unwrap_or(default))
+}
+
+fn validate_file(src: &Source<'_>, raw: RawFile) -> Result<FileConfig, ConfigError> {
+    let d = FileConfig::default();
+    Ok(FileConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        queue: queue_len(src, raw.queue, d.queue)?,
+        deadline_ms: int_in(
+            src,
+            raw.deadline_ms,
+            "deadline_ms",
+            10..=10_000,
+            d.deadline_ms,
+        )?,
+        overflow_allows: allows(src, raw.on_overflow, "on_overflow")?,
+        stall_allows: allows(src, raw.on_stall, "on_stall")?,
+    })
+}
+
+fn validate_process(src: &Source<'_>, raw: RawProcess) -> Result<ProcessConfig, ConfigError> {
+    let d = ProcessConfig::default();
     Ok(ProcessConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
         exec_gate: raw.exec_gate.unwrap_or(d.exec_gate),
-        queue: usize::try_from(int(raw.queue, "queue", 1..=1_000_000, d.queue as u64)?)
-            .unwrap_or(d.queue),
-        deadline_ms: int(raw.deadline_ms, "deadline_ms", 10..=10_000, d.deadline_ms)?,
-        overflow_allows: verdict(raw.on_overflow, "on_overflow")?,
-        stall_allows: verdict(raw.on_stall, "on_stall")?,
+        queue: queue_len(src, raw.queue, d.queue)?,
+        deadline_ms: int_in(
+            src,
+            raw.deadline_ms,
+            "deadline_ms",
+            10..=10_000,
+            d.deadline_ms,
+        )?,
+        overflow_allows: allows(src, raw.on_overflow, "on_overflow")?,
+        stall_allows: allows(src, raw.on_stall, "on_stall")?,
         zero_drift: raw.zero_drift.unwrap_or(d.zero_drift),
-        events_buffer: usize::try_from(int(
+        events_buffer: usize::try_from(int_in(
+            src,
             raw.events_buffer,
             "events_buffer",
             0..=(256 << 20),
@@ -892,6 +980,32 @@ mod tests {
             (3, "`on_stall` must be allow or deny, not `maybe`".into())
         );
         assert_eq!(bad("[process]\ndeadline_ms = 5\n").0, 2);
+    }
+
+    #[test]
+    fn file_section() {
+        assert_eq!(ok("").file, FileConfig::default());
+        let c =
+            ok("[file]\nenabled = false\nqueue = 8\ndeadline_ms = 40\non_overflow = \"deny\"\n");
+        assert_eq!(
+            c.file,
+            FileConfig {
+                enabled: false,
+                queue: 8,
+                deadline_ms: 40,
+                overflow_allows: false,
+                stall_allows: true,
+            }
+        );
+        assert_eq!(
+            bad("[file]\n\nqueue = -1\n"),
+            (3, "`queue` must be within 1..=1000000, not -1".into())
+        );
+        assert_eq!(
+            bad("[file]\non_stall = \"later\"\n"),
+            (2, "`on_stall` must be allow or deny, not `later`".into())
+        );
+        assert_eq!(bad("[file]\nwatch = true\n").0, 2);
     }
 
     #[test]

@@ -158,18 +158,18 @@ pub trait Policy: Send + Sync + 'static {
     /// The verdict, on a cache miss. See the module docs for what it must not do.
     fn decide(&self, req: &Request) -> Verdict;
 
-    /// Whether an allow of `req` holds for every process, so that it may become an ignore
-    /// mark on the file ([`Config::ignore_allowed`]). Called after `decide` (or a cache hit)
-    /// allowed it.
-    fn ignorable(&self, _req: &Request) -> bool {
-        true
+    /// The events the kernel may stop raising for this file (an ignore mark,
+    /// [`Config::ignore_allowed`]) after an allow of `req` (by `decide` or the cache): what
+    /// would be allowed for every process alike. All of [`Config::mask`] by default.
+    fn ignorable(&self, _req: &Request) -> MaskFlags {
+        MaskFlags::all()
     }
 
     /// A notification event (nothing waits for it), on the reader thread: it must not block.
-    /// `true` asks the kernel for no more events of the group's mask on this file (an ignore
-    /// mark, flushed by [`Responder::clear_cache`]).
-    fn observe(&self, _req: &Request) -> bool {
-        false
+    /// Returns the events the kernel may stop raising for this file (an ignore mark, flushed
+    /// by [`Responder::clear_cache`]); none by default.
+    fn observe(&self, _req: &Request) -> MaskFlags {
+        MaskFlags::empty()
     }
 }
 
@@ -234,6 +234,26 @@ impl Default for Config {
             ignore_allowed: true,
             mask: MaskFlags::FAN_OPEN_EXEC_PERM,
             ignore_survives_modify: false,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults with the settings both engines expose: queue length, deadline, and
+    /// whether an overflowing or a stalled event is allowed.
+    pub fn answering(
+        queue: usize,
+        deadline: Duration,
+        overflow_allows: bool,
+        stall_allows: bool,
+    ) -> Self {
+        let verdict = |allow: bool| if allow { Verdict::Allow } else { Verdict::Deny };
+        Self {
+            queue_capacity: queue,
+            deadline,
+            overflow_verdict: verdict(overflow_allows),
+            stall_verdict: verdict(stall_allows),
+            ..Self::default()
         }
     }
 }
@@ -549,8 +569,9 @@ impl Shared {
 
     /// Tells the kernel not to ask about this event's file again until it is modified (an
     /// ignore mark on its inode), when so configured.
-    fn ignore(&self, event: &FanotifyEvent) {
-        if !self.config.ignore_allowed {
+    fn ignore(&self, event: &FanotifyEvent, mask: MaskFlags) {
+        let mask = mask & self.config.mask;
+        if !self.config.ignore_allowed || mask.is_empty() {
             return;
         }
         let Some(fd) = event.fd() else { return };
@@ -558,11 +579,7 @@ impl Shared {
         if self.config.ignore_survives_modify {
             flags |= MarkFlags::FAN_MARK_IGNORED_SURV_MODIFY;
         }
-        if self
-            .fan
-            .mark(flags, self.config.mask, fd, None::<&Path>)
-            .is_ok()
-        {
+        if self.fan.mark(flags, mask, fd, None::<&Path>).is_ok() {
             bump(&self.counters.ignored);
         }
     }
@@ -913,8 +930,7 @@ fn observe(shared: &Shared, event: &FanotifyEvent) {
         return;
     };
     match catch_unwind(AssertUnwindSafe(|| shared.policy.observe(&req))) {
-        Ok(true) => shared.ignore(event),
-        Ok(false) => {}
+        Ok(mask) => shared.ignore(event, mask),
         Err(_) => bump(&shared.counters.errors),
     }
 }
@@ -937,9 +953,7 @@ fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) 
     let prepared = match cached(shared, &event, pid) {
         Lookup::Hit(verdict, ignorable) => {
             bump(&shared.counters.cache_hits);
-            if verdict == Verdict::Allow && ignorable {
-                shared.ignore(&event);
-            }
+            shared.ignore(&event, ignorable);
             shared.answer_now(event, verdict);
             return;
         }
@@ -973,7 +987,7 @@ fn handle_event(shared: &Shared, tx: &SyncSender<Queued>, event: FanotifyEvent) 
 /// The reader's cache lookup.
 enum Lookup {
     /// The verdict, and whether an allow may become an ignore mark.
-    Hit(Verdict, bool),
+    Hit(Verdict, MaskFlags),
     /// Not cached (or not looked up): what a worker can reuse, if anything.
     Miss(Option<Prepared>),
 }
@@ -991,9 +1005,12 @@ fn cached(shared: &Shared, event: &FanotifyEvent, pid: i32) -> Lookup {
     };
     match key.as_ref().and_then(|k| shared.cache.get(k)) {
         Some(verdict) => {
-            let ignorable = verdict == Verdict::Allow
-                && catch_unwind(AssertUnwindSafe(|| shared.policy.ignorable(&req)))
-                    .unwrap_or(false);
+            let ignorable = if verdict == Verdict::Allow {
+                catch_unwind(AssertUnwindSafe(|| shared.policy.ignorable(&req)))
+                    .unwrap_or(MaskFlags::empty())
+            } else {
+                MaskFlags::empty()
+            };
             Lookup::Hit(verdict, ignorable)
         }
         None => Lookup::Miss(Some((req, key))),
@@ -1029,34 +1046,40 @@ fn decide(shared: &Shared, slot: &Slot<FanotifyEvent>, prepared: Option<Prepared
         },
     };
     let policy = &shared.policy;
-    // (verdict, whether it may become an ignore mark: a cacheable allow decided under the
-    // current cache epoch)
+    // (verdict, what an ignore mark may silence: for an allow decided under the current cache
+    // epoch, what the policy says)
     let decided = catch_unwind(AssertUnwindSafe(|| {
         let key = key.unwrap_or_else(|| shared.key(&req));
         if let Some(key) = &key
             && let Some(verdict) = shared.cache.get(key)
         {
             bump(&shared.counters.cache_hits);
-            return (verdict, verdict == Verdict::Allow && policy.ignorable(&req));
+            let ignore = if verdict == Verdict::Allow {
+                policy.ignorable(&req)
+            } else {
+                MaskFlags::empty()
+            };
+            return (verdict, ignore);
         }
         let epoch = shared.cache.epoch();
         let verdict = policy.decide(&req);
-        let cacheable = key.is_some();
         if let Some(key) = key {
             shared.cache.insert(key, verdict, epoch);
         }
         let current = shared.cache.epoch() == epoch;
-        (
-            verdict,
-            verdict == Verdict::Allow && cacheable && current && policy.ignorable(&req),
-        )
+        let ignore = if verdict == Verdict::Allow && current {
+            policy.ignorable(&req)
+        } else {
+            MaskFlags::empty()
+        };
+        (verdict, ignore)
     }));
     let (verdict, ignore) = decided.unwrap_or_else(|_| {
         bump(&shared.counters.errors);
-        (shared.config.stall_verdict, false)
+        (shared.config.stall_verdict, MaskFlags::empty())
     });
-    if ignore {
-        slot.with_event(|event| shared.ignore(event));
+    if !ignore.is_empty() {
+        slot.with_event(|event| shared.ignore(event, ignore));
     }
     if !shared.answer(slot, verdict) {
         bump(&shared.counters.late);

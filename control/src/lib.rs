@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod dataplane;
 pub mod demo;
 pub mod fanotify;
+pub mod file;
 pub mod learn;
 pub mod model;
 pub mod notify;

@@ -53,6 +53,8 @@ pub struct Core {
     pub plumbing: std::sync::Mutex<std::collections::HashMap<String, crate::model::Plumbing>>,
     /// The process engine's counters, once it runs.
     pub process: std::sync::OnceLock<Arc<crate::process::engine::EngineCounters>>,
+    /// The file engine's counters, once it runs.
+    pub file: std::sync::OnceLock<Arc<crate::file::engine::FileCounters>>,
 }
 
 impl Core {
@@ -77,6 +79,7 @@ impl Core {
             notify: std::sync::OnceLock::new(),
             plumbing: Default::default(),
             process: std::sync::OnceLock::new(),
+            file: std::sync::OnceLock::new(),
         })
     }
 

@@ -143,6 +143,17 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
             process_stop_rx,
         ))
     });
+    // The file engine (fanotify marks on container filesystems).
+    let (file_stop, file_stop_rx) = tokio::sync::watch::channel(false);
+    let file = (!opts.demo && cfg.file.enabled).then(|| {
+        tokio::spawn(crate::file::engine::run(
+            Arc::clone(&core),
+            cfg.file.clone(),
+            Arc::new(crate::file::engine::FileCounters::default()),
+            found_rx.clone(),
+            file_stop_rx,
+        ))
+    });
     // Containers to the dataplane (tap or inline by mode); stopped, and undone, before it.
     let (plumb_stop, plumb_stop_rx) = tokio::sync::watch::channel(false);
     let plumbing = match &dp {
@@ -235,8 +246,12 @@ pub async fn run(opts: UpOptions) -> Result<(), UpError> {
         .record(NewEvent::system(Severity::Info, "palisade stopping"))
         .await;
     let _ = process_stop.send(true);
+    let _ = file_stop.send(true);
     if let Some(p) = process {
         let _ = p.await;
+    }
+    if let Some(f) = file {
+        let _ = f.await;
     }
     let _ = plumb_stop.send(true);
     if let Some(p) = plumbing {

@@ -29,6 +29,23 @@ pub struct StatsView {
     pub dataplane_error: Option<String>,
     /// The process engine's counters, when it runs.
     pub process: Option<ProcessStats>,
+    /// The file engine's counters, when it runs.
+    pub file: Option<FileStats>,
+}
+
+/// File engine counters (since `palisade` started).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileStats {
+    /// Accesses reported (violations, and programs learned in discover).
+    pub reports: u64,
+    /// Reports dropped because the engine was behind.
+    pub dropped: u64,
+    /// Opens denied (protect, block rules).
+    pub denied: u64,
+    /// Containers whose filesystem is watched.
+    pub marked: u64,
+    /// The fanotify responder.
+    pub responder: Option<crate::fanotify::Stats>,
 }
 
 /// Process engine counters (since `palisade` started).
@@ -99,6 +116,16 @@ pub async fn stats(State(state): State<AppState>, _c: Caller) -> Json<StatsView>
                 unlearnable: g(&c.unlearnable),
                 unidentified: g(&c.unidentified),
                 gate: c.gate.lock().ok().and_then(|s| *s),
+            }
+        }),
+        file: core.file.get().map(|c| {
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            FileStats {
+                reports: g(&c.reports),
+                dropped: g(&c.dropped),
+                denied: g(&c.denied),
+                marked: g(&c.marked),
+                responder: c.responder.lock().ok().and_then(|s| *s),
             }
         }),
     })

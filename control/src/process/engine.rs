@@ -574,20 +574,12 @@ pub async fn run(
         zero_drift: cfg.zero_drift,
         started: Arc::clone(&started),
     };
-    let verdict = |allow: bool| {
-        if allow {
-            crate::fanotify::Verdict::Allow
-        } else {
-            crate::fanotify::Verdict::Deny
-        }
-    };
-    let responder_cfg = crate::fanotify::Config {
-        queue_capacity: cfg.queue,
-        deadline: Duration::from_millis(cfg.deadline_ms),
-        overflow_verdict: verdict(cfg.overflow_allows),
-        stall_verdict: verdict(cfg.stall_allows),
-        ..crate::fanotify::Config::default()
-    };
+    let responder_cfg = crate::fanotify::Config::answering(
+        cfg.queue,
+        Duration::from_millis(cfg.deadline_ms),
+        cfg.overflow_allows,
+        cfg.stall_allows,
+    );
     let responder = match cfg
         .exec_gate
         .then(|| crate::fanotify::Responder::start(responder_cfg, gate))

@@ -28,7 +28,7 @@ use crate::fanotify::{Policy, PolicyKey, Request, Verdict};
 use crate::model::{Action, Mode, ProcessEntry};
 
 /// The container of `pid`, from its cgroup.
-fn container_of(pid: i32) -> Option<String> {
+pub(crate) fn container_of(pid: i32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     crate::workload::cgroup::container_id(&text).map(|c| c.id)
 }
