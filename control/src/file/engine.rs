@@ -220,23 +220,40 @@ fn silence(watch: Watch) -> MaskFlags {
     }
 }
 
+/// Filesystem (`st_dev` of its root) -> container: a file's container from the event's fd,
+/// whether or not the process is still there to ask.
+type Devices = HashMap<u64, String>;
+
 /// The policy the responder asks.
 #[derive(Debug)]
 pub struct FilePolicy {
     snap: Arc<ArcSwap<FileSnapshot>>,
+    devices: Arc<ArcSwap<Devices>>,
     tx: mpsc::Sender<Report>,
     counters: Arc<FileCounters>,
 }
 
 impl FilePolicy {
-    /// Judges `req`; reports a violation. `Some(true)` if it is to be denied.
+    /// The container of the file (by its filesystem), else of the process.
+    fn container(&self, req: &Request) -> Option<String> {
+        self.devices
+            .load()
+            .get(&req.file.dev)
+            .cloned()
+            .or_else(|| container_of(req.pid))
+    }
+
+    /// Judges `req` and reports a violation: whether to deny it, and what the kernel may stop
+    /// reporting for the file.
     fn judge(&self, req: &Request) -> (bool, MaskFlags) {
         let snap = self.snap.load();
-        let Some(container) = container_of(req.pid) else {
-            return (false, MaskFlags::all());
+        // Unknown: nothing to judge by, and nothing to silence either (the answer may be
+        // known next time).
+        let Some(container) = self.container(req) else {
+            return (false, MaskFlags::empty());
         };
         let Some(m) = snap.containers.get(&container) else {
-            return (false, MaskFlags::all());
+            return (false, MaskFlags::empty());
         };
         let path = req.path.to_string_lossy();
         let rules = snap.rules_of(&m.group);
@@ -303,8 +320,11 @@ impl Policy for FilePolicy {
 
     fn ignorable(&self, req: &Request) -> MaskFlags {
         let snap = self.snap.load();
-        let Some(m) = container_of(req.pid).and_then(|c| snap.containers.get(&c).cloned()) else {
-            return MaskFlags::all();
+        let Some(m) = self
+            .container(req)
+            .and_then(|c| snap.containers.get(&c).cloned())
+        else {
+            return MaskFlags::empty();
         };
         silence(snap.rules_of(&m.group).watch(&req.path.to_string_lossy()))
     }
@@ -319,6 +339,8 @@ impl Policy for FilePolicy {
 struct Marks {
     /// Container id -> (its root, the mask asked for).
     marked: HashMap<String, (PathBuf, MaskFlags)>,
+    /// The filesystems of the marked containers.
+    devices: Devices,
 }
 
 impl Marks {
@@ -331,6 +353,7 @@ impl Marks {
                 Some((d.container_id.as_str(), (d.root_pid, snap.mask(m))))
             })
             .collect();
+        self.devices.retain(|_, id| want.contains_key(id.as_str()));
         self.marked.retain(|id, (path, mask)| {
             if want.contains_key(id.as_str()) {
                 return true;
@@ -351,6 +374,9 @@ impl Marks {
             }
             match r.mark_mask(&path, MarkScope::Filesystem, mask) {
                 Ok(()) => {
+                    if let Ok(st) = nix::sys::stat::stat(&path) {
+                        self.devices.insert(st.st_dev, id.to_owned());
+                    }
                     tracing::info!(container = %id, ?mask, "file engine watching");
                     self.marked.insert(id.to_owned(), (path, mask));
                 }
@@ -471,8 +497,10 @@ pub async fn run(
     );
     rcfg.mask = MaskFlags::FAN_CLOSE_WRITE | MaskFlags::FAN_OPEN | MaskFlags::FAN_OPEN_PERM;
     rcfg.ignore_survives_modify = true;
+    let devices = Arc::new(ArcSwap::from_pointee(Devices::new()));
     let policy = FilePolicy {
         snap: Arc::clone(&snap),
+        devices: Arc::clone(&devices),
         tx,
         counters: Arc::clone(&counters),
     };
@@ -492,6 +520,7 @@ pub async fn run(
          found: &tokio::sync::watch::Receiver<Arc<Vec<crate::workload::Discovered>>>| {
             let containers = found.borrow().clone();
             marks.sync(&responder, &snap.load(), &containers);
+            devices.store(Arc::new(marks.devices.clone()));
             counters
                 .marked
                 .store(marks.marked.len() as u64, Ordering::Relaxed);
