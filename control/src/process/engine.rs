@@ -256,6 +256,9 @@ struct Observer {
     /// Container processes judged since their exec (pid, start time): a rescan judges only
     /// the others, so it reports what was missed, not everything again.
     judged: HashMap<u32, u64>,
+    /// Processes (pid, start time) already reported for gaining root: a setuid exec raises a
+    /// uid-change event (the kernel's, while it executes) and then its exec, one finding.
+    root_gained: HashMap<u32, u64>,
     /// Events were lost and a rescan is due (at most one per [`RESCAN_EVERY`]).
     rescan_due: bool,
     last_rescan: Option<std::time::Instant>,
@@ -302,7 +305,8 @@ impl Observer {
             .program()
             .is_some_and(|p| super::attribution::SHELLS.contains(&p));
         // A setuid exec by a non-root user (read() has the uids of every euid-0 process).
-        let root_gain = info.uid.is_some_and(|(real, eff)| real != 0 && eff == 0);
+        let root_gain = info.uid.is_some_and(|(real, eff)| real != 0 && eff == 0)
+            && self.first_root_gain(&info);
         if outcome == Outcome::Pass && !shell && !root_gain {
             // Listed and not a shell (nothing to find): the engine task has nothing to do
             // with it, and nothing more needs reading.
@@ -343,6 +347,17 @@ impl Observer {
             rescan,
             finding,
         });
+    }
+
+    /// Whether `info`'s root gain is news (and remembers it).
+    fn first_root_gain(&mut self, info: &ProcInfo) -> bool {
+        let Some(st) = info.start_time else {
+            return true;
+        };
+        if self.root_gained.len() >= MAX_PARENTS {
+            self.root_gained.clear();
+        }
+        self.root_gained.insert(info.pid, st) != Some(st)
     }
 
     fn rescan(&mut self) {
@@ -408,11 +423,12 @@ impl Observer {
                                 self.attributor.exited(pid);
                                 self.parents.remove(&pid);
                                 self.judged.remove(&pid);
+                                self.root_gained.remove(&pid);
                             }
                             ProcEvent::Uid { pid, ruid, euid } if euid == 0 && ruid != 0 => {
                                 // Root gained by a non-root process (setuid binary, exploit).
                                 let mut info = self.attributor.read(pid);
-                                if info.container.is_some() {
+                                if info.container.is_some() && self.first_root_gain(&info) {
                                     info.uid = Some((ruid, euid));
                                     let policy = self.policy.load();
                                     if let Some((m, _)) = policy.decide(&info) {
@@ -574,12 +590,18 @@ pub async fn run(
         zero_drift: cfg.zero_drift,
         started: Arc::clone(&started),
     };
-    let responder_cfg = crate::fanotify::Config::answering(
-        cfg.queue,
-        Duration::from_millis(cfg.deadline_ms),
-        cfg.overflow_allows,
-        cfg.stall_allows,
-    );
+    let responder_cfg = crate::fanotify::Config {
+        // An ignore mark outlives a write through a shared mmap (only write(2) drops it), so
+        // a file changed that way would run unasked; with zero drift every exec is asked and
+        // the cache (keyed by mtime and ctime) sees the change.
+        ignore_allowed: !cfg.zero_drift,
+        ..crate::fanotify::Config::answering(
+            cfg.queue,
+            Duration::from_millis(cfg.deadline_ms),
+            cfg.overflow_allows,
+            cfg.stall_allows,
+        )
+    };
     let responder = match cfg
         .exec_gate
         .then(|| crate::fanotify::Responder::start(responder_cfg, gate))
@@ -616,6 +638,7 @@ pub async fn run(
                     own: std::process::id(),
                     parents: HashMap::new(),
                     judged: HashMap::new(),
+                    root_gained: HashMap::new(),
                     rescan_due: false,
                     last_rescan: None,
                 };
