@@ -7,7 +7,12 @@
 //! - monitor raises a `process_violation` for an unlisted program and none for a learned one,
 //!   and a critical one for a shell whose standard input is a socket (a reverse shell);
 //! - protect kills an unlisted long-running program (the SIGKILL path) and reports the escape
-//!   rate of a short one (the race the SIGKILL path cannot close; exec marks will).
+//!   rate of a short one (the race the SIGKILL path cannot close; exec marks will);
+//! - a setuid-root program executed by a non-root user is a critical "root gained" finding
+//!   (with the real and effective uids) at exec time, whatever the profile says; the same
+//!   program executed by root is an ordinary unlisted program;
+//! - with `[process] zero_drift`, protect refuses a listed program written after the
+//!   container started (EPERM, reported as drift), while a listed program from the image runs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -352,4 +357,309 @@ fn lost_process_events_are_counted_and_a_rescan_repairs_what_was_missed() {
     assert_eq!(v["details"]["mode"], "monitor", "{v}");
     drop(net);
     drop(svc);
+}
+
+/// One container on a network of its own, watched by `palisade up --no-dataplane` with the
+/// runtime API of a `podman system service`: the setup of the tests below. The fields drop
+/// in order: Palisade, the container and its network, the service, the directory.
+struct Bed {
+    api: Api,
+    _up: Up,
+    _net: Network,
+    _svc: Service,
+    _dir: tempfile::TempDir,
+    /// The container's name.
+    name: String,
+    /// The container's id (its workload id).
+    id: String,
+    /// Its group, `auto.<app label>`.
+    group: String,
+}
+
+impl Bed {
+    /// Runs `script` in a container labelled `app=<app>` at `ip` on a new network on
+    /// `subnet`, starts Palisade with `discovery` lines added to `[discovery]` and `tail`
+    /// appended to its config, and waits until the container is a workload of its group.
+    fn start(subnet: &str, ip: &str, app: &str, script: &str, discovery: &str, tail: &str) -> Self {
+        podman::require_podman();
+        let u = unique("q");
+        let dir = tempfile::Builder::new()
+            .prefix("palisade-proc-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let svc = Service::start(&dir.path().join("podman.sock"));
+        let mut net = Network::new(&format!("pal-{u}"), subnet);
+        let name = format!("{u}-{app}");
+        let id = net.run(&name, ip, &[&format!("app={app}")], script);
+        let addr = free_port();
+        std::fs::write(
+            dir.path().join("palisade.toml"),
+            format!(
+                "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
+                 [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\n{discovery}\
+                 [plumb]\nenabled = false\n{tail}",
+                data = dir.path().join("data").display(),
+                sock = svc.socket.display(),
+            ),
+        )
+        .unwrap();
+        let up = Up::start_no_dataplane(dir.path(), addr);
+        let api = Api::login(addr, PASSWORD);
+        let group = format!("auto.{app}");
+        wait_for(Duration::from_secs(20), "container discovered", || {
+            api.items("/v1/workloads?limit=1000")
+                .iter()
+                .any(|w| w["id"] == id.as_str() && w["group"] == group.as_str())
+                .then_some(())
+        });
+        Self {
+            api,
+            _up: up,
+            _net: net,
+            _svc: svc,
+            _dir: dir,
+            name,
+            id,
+            group,
+        }
+    }
+
+    /// `podman exec` of `cmd` in the container; its output, or the error text.
+    fn exec(&self, cmd: &[&str]) -> Result<String, String> {
+        let mut args = vec!["exec", self.name.as_str()];
+        args.extend_from_slice(cmd);
+        podman::podman(&args)
+    }
+
+    /// The `process_violation` events of this container after event `after`.
+    fn violations(&self, after: i64) -> Vec<Value> {
+        violations(&self.api, after)
+            .into_iter()
+            .filter(|e| e["workload"] == self.id.as_str())
+            .collect()
+    }
+}
+
+/// The engine's root-gain finding (control/src/process/engine.rs), in the event's message.
+const ROOT_GAINED: &str = "root gained: effective uid 0 for a non-root user";
+
+/// A setuid-root copy of busybox named `passwd`, executed by user 1000. Busybox drops its
+/// privileges at once for applets that do not need them (a setuid copy named `sleep` already
+/// shows `Uid: 1000 1000 ...` when looked at), but `passwd` keeps effective uid 0 while it
+/// waits for a password on its standard input, here a pipe from `sleep 30`: the process is
+/// there with uids (1000, 0) for as long as the engine might take to look, no timing luck
+/// involved. The engine sees it twice: the kernel sends a uid-change event (1000, 0) during
+/// the exec itself, then the exec event, at which the observer reads the uids of every
+/// process whose effective uid is 0; the test checks the report, whichever path made it.
+/// User 1000 (`app`) is added to /etc/passwd, which `passwd` needs. The group is in monitor
+/// with an empty profile, so every program is reported, and root's run of the same `passwd`
+/// shows what the engine read for it.
+#[test]
+fn a_setuid_root_program_run_by_a_non_root_user_is_a_root_gain_finding() {
+    let b = Bed::start(
+        "198.18.108.0/24",
+        "198.18.108.10",
+        "rootapp",
+        "mkdir -p /tmp/x && cp /bin/busybox /tmp/x/passwd && chmod 4755 /tmp/x/passwd && \
+         echo app:x:1000:1000:app:/:/bin/sh >> /etc/passwd && sleep 3600",
+        "default_mode = \"monitor\"\n",
+        "",
+    );
+    let g = b.api.call("GET", &format!("/v1/groups/{}", b.group), None);
+    assert_eq!(g["process_mode"], "monitor", "{g}");
+    // The engine judges the container once its snapshot has the new workload: run a probe
+    // until it is reported.
+    wait_for(Duration::from_secs(20), "the probe reported", || {
+        let _ = b.exec(&["usleep", "300000"]);
+        b.violations(0)
+            .into_iter()
+            .find(|e| e["details"]["name"] == "usleep")
+    });
+    let passwd = |uid: u64| {
+        move |e: &Value| e["details"]["name"] == "passwd" && e["details"]["uid"]["real"] == uid
+    };
+
+    // Root runs it: an unlisted program like any other, no finding.
+    podman::must(&[
+        "exec",
+        "--detach",
+        &b.name,
+        "sh",
+        "-c",
+        "sleep 30 | /tmp/x/passwd",
+    ]);
+    let by_root = wait_for(Duration::from_secs(20), "root's passwd reported", || {
+        b.violations(0).into_iter().find(passwd(0))
+    });
+    assert_eq!(
+        by_root["details"]["uid"],
+        json!({"real": 0, "effective": 0}),
+        "{by_root}"
+    );
+    assert_eq!(by_root["details"]["path"], "/tmp/x/passwd", "{by_root}");
+    assert_eq!(by_root["severity"], "warning", "{by_root}");
+    let msg = by_root["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.ends_with(": not in the profile") && !msg.contains("root gained"),
+        "{by_root}"
+    );
+
+    // User 1000 runs it: root gained.
+    podman::must(&[
+        "exec",
+        "--detach",
+        "--user",
+        "1000",
+        &b.name,
+        "sh",
+        "-c",
+        "sleep 30 | /tmp/x/passwd",
+    ]);
+    let gained = wait_for(
+        Duration::from_secs(20),
+        "user 1000's passwd reported",
+        || b.violations(0).into_iter().find(passwd(1000)),
+    );
+    eprintln!("root gain: {gained}");
+    assert_eq!(
+        gained["message"],
+        format!(
+            "passwd (/tmp/x/passwd) in {} [monitor mode]: {ROOT_GAINED}",
+            b.group
+        ),
+        "{gained}"
+    );
+    assert_eq!(gained["severity"], "critical", "{gained}");
+    assert_eq!(gained["group"], b.group.as_str(), "{gained}");
+    let d = &gained["details"];
+    assert_eq!(d["uid"], json!({"real": 1000, "effective": 0}), "{gained}");
+    assert_eq!(d["path"], "/tmp/x/passwd", "{gained}");
+    assert_eq!(d["cmdline"], json!(["/tmp/x/passwd"]), "{gained}");
+    assert_eq!(d["mode"], "monitor", "{gained}");
+    assert_eq!(d["killed"], false, "{gained}");
+    // The rest of user 1000's pipeline (its `sh` and `sleep`) and everything root ran gained
+    // nothing: every finding is this one process. (Not how many: the kernel also sends a
+    // uid-change event for a setuid exec, from commit_creds, just before the exec event, and
+    // the engine currently reports the process once for each.)
+    let findings: Vec<Value> = b
+        .violations(0)
+        .into_iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("root gained"))
+        })
+        .collect();
+    assert!(
+        findings
+            .iter()
+            .all(|e| e["details"]["pid"] == d["pid"] && e["details"]["uid"] == d["uid"]),
+        "{findings:#?}"
+    );
+}
+
+/// `[process] zero_drift = true` (the exec gate is on by default): in protect, a program whose
+/// file changed at or after its container started is refused at exec even though its path is
+/// in the profile. The container copies busybox to /tmp/x/sleep when it starts (named `sleep`
+/// so that the copy runs long enough to be learned with its path in discover).
+#[test]
+fn zero_drift_refuses_a_listed_program_written_after_the_container_started() {
+    let b = Bed::start(
+        "198.18.109.0/24",
+        "198.18.109.10",
+        "driftapp",
+        "mkdir -p /tmp/x && cp /bin/busybox /tmp/x/sleep && sleep 3600",
+        "",
+        "[process]\nzero_drift = true\n",
+    );
+    let g = b.api.call("GET", &format!("/v1/groups/{}", b.group), None);
+    assert_eq!(g["process_mode"], "discover", "{g}");
+
+    // ---- discover: the copy and the image's programs are learned --------------------------
+    let want: BTreeSet<(String, String, bool)> = [
+        ("sh", "/bin/busybox"),
+        ("sleep", "/bin/busybox"),
+        ("sleep", "/tmp/x/sleep"),
+    ]
+    .iter()
+    .map(|(n, p)| ((*n).to_owned(), (*p).to_owned(), true))
+    .collect();
+    // Run until learned (the engine learns only once its snapshot has the new workload).
+    let learned = wait_for(Duration::from_secs(30), "the programs learned", || {
+        for cmd in [
+            &["sleep", "0.5"][..],
+            &["/tmp/x/sleep", "0.5"],
+            &["sh", "-c", "sleep 0.5; sleep 0.1"],
+        ] {
+            let _ = b.exec(cmd);
+        }
+        let p = profile(&b.api, &b.group);
+        p.is_superset(&want).then_some(p)
+    });
+    assert_eq!(learned, want, "exactly the programs run");
+
+    // ---- protect: the listed copy is refused as drift -------------------------------------
+    let before = b.api.last_event_id();
+    b.api.call(
+        "PATCH",
+        &format!("/v1/groups/{}", b.group),
+        Some(&json!({"process_mode": "protect"})),
+    );
+    // Until the exec gate has marked the container the copy runs (it is listed, so the
+    // SIGKILL path lets it be); once marked, execve fails with EPERM inside the container.
+    let t = Instant::now();
+    let out = wait_for(Duration::from_secs(15), "the copy refused", || {
+        let out = b
+            .exec(&["sh", "-c", "/tmp/x/sleep 0.1 2>&1; echo rc=$?"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        (out != "rc=0").then_some(out)
+    });
+    eprintln!(
+        "zero drift: the copy refused {:?} after the PATCH",
+        t.elapsed()
+    );
+    assert!(
+        out.contains("Operation not permitted") && out.ends_with("rc=126"),
+        "EPERM from execve inside the container: {out}"
+    );
+    let direct = b.exec(&["/tmp/x/sleep", "0.1"]);
+    assert!(direct.is_err(), "the copy refused again: {direct:?}");
+    assert_eq!(
+        b.exec(&["sleep", "0.1"]),
+        Ok(String::new()),
+        "a listed program from the image runs"
+    );
+    assert_eq!(
+        profile(&b.api, &b.group),
+        want,
+        "the profile still lists the copy"
+    );
+    let v = wait_for(Duration::from_secs(10), "the drift reported", || {
+        b.violations(before)
+            .into_iter()
+            .find(|e| e["details"]["path"] == "/tmp/x/sleep")
+    });
+    eprintln!("drift: {v}");
+    assert_eq!(
+        v["message"],
+        format!(
+            "sleep (/tmp/x/sleep) in {} [protect mode]: drift: a program written after the \
+             container started",
+            b.group
+        ),
+        "{v}"
+    );
+    assert_eq!(v["severity"], "critical", "{v}");
+    assert_eq!(v["group"], b.group.as_str(), "{v}");
+    assert_eq!(v["details"]["mode"], "protect", "{v}");
+    assert_eq!(v["details"]["killed"], false, "{v}");
+    // Nothing from the image was refused or killed: every violation is the copy's.
+    let all = b.violations(before);
+    assert!(
+        all.iter().all(|e| e["details"]["path"] == "/tmp/x/sleep"),
+        "{all:#?}"
+    );
+    let gate = b.api.call("GET", "/v1/stats", None)["process"]["gate"].clone();
+    eprintln!("exec gate counters: {gate}");
 }
