@@ -259,6 +259,8 @@ struct Observer {
     /// Processes (pid, start time) already reported for gaining root: a setuid exec raises a
     /// uid-change event (the kernel's, while it executes) and then its exec, one finding.
     root_gained: HashMap<u32, u64>,
+    /// Root gains seen as uid-change events, held back for [`UID_GAIN_WAIT`] (oldest first).
+    uid_gains: Vec<(std::time::Instant, ProcInfo)>,
     /// Events were lost and a rescan is due (at most one per [`RESCAN_EVERY`]).
     rescan_due: bool,
     last_rescan: Option<std::time::Instant>,
@@ -266,6 +268,9 @@ struct Observer {
 
 /// The finding for a process whose effective uid is 0 while its real uid is not.
 const ROOT_GAINED: &str = "root gained: effective uid 0 for a non-root user";
+
+/// How long a uid-change root gain waits for the exec that may explain it.
+const UID_GAIN_WAIT: Duration = Duration::from_millis(20);
 
 /// Rescans of /proc at most this often, however often the kernel reports loss.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
@@ -379,12 +384,47 @@ impl Observer {
         }
     }
 
+    /// Reports the uid-change root gains no exec followed within [`UID_GAIN_WAIT`].
+    fn flush_uid_gains(&mut self) {
+        let due = self
+            .uid_gains
+            .iter()
+            .position(|(at, _)| at.elapsed() < UID_GAIN_WAIT)
+            .unwrap_or(self.uid_gains.len());
+        let gains: Vec<ProcInfo> = self.uid_gains.drain(..due).map(|(_, i)| i).collect();
+        for info in gains {
+            if !self.first_root_gain(&info) {
+                continue;
+            }
+            let policy = self.policy.load();
+            if let Some((m, _)) = policy.decide(&info) {
+                let (group, mode) = (m.group.clone(), m.mode);
+                drop(policy);
+                self.send(Observation {
+                    info,
+                    group,
+                    mode,
+                    outcome: Outcome::Alert,
+                    killed: false,
+                    rescan: false,
+                    finding: Some(ROOT_GAINED),
+                });
+            }
+        }
+    }
+
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
+            self.flush_uid_gains();
             if self.rescan_due && self.last_rescan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
                 self.rescan();
             }
-            let batch = match self.connector.next(Duration::from_millis(200)) {
+            let wait = if self.uid_gains.is_empty() {
+                Duration::from_millis(200)
+            } else {
+                UID_GAIN_WAIT
+            };
+            let batch = match self.connector.next(wait) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %crate::error_chain(&e), "process events stopped");
@@ -403,6 +443,7 @@ impl Observer {
                     for e in evs {
                         match e {
                             ProcEvent::Exec { pid } => {
+                                self.uid_gains.retain(|(_, i)| i.pid != pid);
                                 let mut info = self.attributor.read(pid);
                                 if info.container.is_none()
                                     && info.gone
@@ -427,23 +468,13 @@ impl Observer {
                             }
                             ProcEvent::Uid { pid, ruid, euid } if euid == 0 && ruid != 0 => {
                                 // Root gained by a non-root process (setuid binary, exploit).
+                                // A setuid exec raises this while it executes, right before
+                                // its exec event, which reports it with what the new program
+                                // shows: held back a moment, dropped if that exec comes.
                                 let mut info = self.attributor.read(pid);
-                                if info.container.is_some() && self.first_root_gain(&info) {
+                                if info.container.is_some() {
                                     info.uid = Some((ruid, euid));
-                                    let policy = self.policy.load();
-                                    if let Some((m, _)) = policy.decide(&info) {
-                                        let (group, mode) = (m.group.clone(), m.mode);
-                                        drop(policy);
-                                        self.send(Observation {
-                                            info,
-                                            group,
-                                            mode,
-                                            outcome: Outcome::Alert,
-                                            killed: false,
-                                            rescan: false,
-                                            finding: Some(ROOT_GAINED),
-                                        });
-                                    }
+                                    self.uid_gains.push((std::time::Instant::now(), info));
                                 }
                             }
                             _ => {}
@@ -639,6 +670,7 @@ pub async fn run(
                     parents: HashMap::new(),
                     judged: HashMap::new(),
                     root_gained: HashMap::new(),
+                    uid_gains: Vec::new(),
                     rescan_due: false,
                     last_rescan: None,
                 };
