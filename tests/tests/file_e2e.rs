@@ -102,13 +102,14 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     // watched before it, so the `marked` counter cannot tell).
     let before = api.last_event_id();
     let v = wait_for(Duration::from_secs(20), "the container watched", || {
-        // The shell stays a moment after its write: its name and executable are there to read.
+        // The shell stays a moment after its write (`sleep` not last: the shell would exec it
+        // and take its name): its name and executable are there to read.
         podman::must(&[
             "exec",
             &name,
             "sh",
             "-c",
-            "echo x >> /etc/passwd; sleep 0.5",
+            "echo x >> /etc/passwd; sleep 0.5; true",
         ]);
         violations(&api, before)
             .into_iter()
@@ -221,38 +222,49 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
 
     // ---- protect: a block rule -----------------------------------------------------------
     set_mode(&api, group, "protect");
-    let t = Instant::now();
+    // How soon a rule edit is in force, without `podman exec` in the measurement: a writer in
+    // the container appends every millisecond until refused, then creates /tmp/refused; its
+    // mtime (the kernel's clock, read from the host through /proc/<pid>/root) against the
+    // moment before the PATCH was sent.
+    podman::must(&[
+        "exec",
+        "--detach",
+        &name,
+        "sh",
+        "-c",
+        "touch /tmp/writing; while echo w >> /etc/app.conf 2>/dev/null; do usleep 1000; done; \
+         touch /tmp/refused",
+    ]);
+    let pid = podman::must(&["inspect", "--format", "{{.State.Pid}}", &name]);
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root/tmp"));
+    wait_for(Duration::from_secs(10), "the writer started", || {
+        root.join("writing").exists().then_some(())
+    });
+    let before = api.last_event_id();
+    let sent = std::time::SystemTime::now();
     api.call(
         "PATCH",
         &format!("/v1/file-rules/{group}"),
         Some(&json!({"add": [{"filter": "/etc/app.conf", "behavior": "block", "apps": ["cat"]}]})),
     );
-    let before = api.last_event_id();
-    let mut tries = 0;
-    let out = loop {
-        let out = podman::must(&[
-            "exec",
-            &name,
-            "sh",
-            "-c",
-            "{ echo w >> /etc/app.conf; } 2>&1; echo rc=$?",
-        ]);
-        if out.ends_with("rc=1") {
-            break out;
-        }
-        tries += 1;
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the block rule never took effect: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let refused = wait_for(Duration::from_secs(10), "the writer refused", || {
+        std::fs::metadata(root.join("refused"))
+            .and_then(|m| m.modified())
+            .ok()
+    });
     eprintln!(
-        "protect: the block rule refused a write {:?} after the PATCH ({tries} writes went through before, podman exec included)",
-        t.elapsed()
+        "protect: a new block rule refused the writer {:?} after the PATCH was sent",
+        refused.duration_since(sent).unwrap_or_default()
     );
+    let out = podman::must(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "{ echo w >> /etc/app.conf; } 2>&1; echo rc=$?",
+    ]);
     assert!(
-        out.contains("Operation not permitted"),
+        out.contains("Operation not permitted") && out.ends_with("rc=1"),
         "EPERM inside the container: {out}"
     );
     let v = violation_for(&api, before, "/etc/app.conf");
