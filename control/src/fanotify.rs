@@ -317,7 +317,8 @@ pub struct Stats {
     pub allowed: u64,
     /// Answers written with deny, whoever wrote them.
     pub denied: u64,
-    /// Events from trusted pids, allowed by the reader.
+    /// Events from trusted pids: permission events allowed by the reader, notifications not
+    /// handed on.
     pub trusted: u64,
     /// Verdicts taken from the cache.
     pub cache_hits: u64,
@@ -920,11 +921,15 @@ fn observe(shared: &Shared, event: &FanotifyEvent) {
         bump(&shared.counters.errors);
         return;
     }
-    bump(&shared.counters.observed);
     let pid = event.pid();
-    if shared.trusted.contains(&pid) || shared.stopping() {
+    if shared.trusted.contains(&pid) {
+        bump(&shared.counters.trusted);
         return;
     }
+    if shared.stopping() {
+        return;
+    }
+    bump(&shared.counters.observed);
     let Ok(req) = examine(event, pid) else {
         bump(&shared.counters.errors);
         return;

@@ -716,7 +716,8 @@ fn cost_of_a_marked_exec() {
         assert_eq!(s.allowed, s.events);
         assert_eq!(s.cache_hits, s.events - 1);
     }
-    // With ignore marks the kernel asks once per mark (the unmark drops the ignore mark too).
+    // With ignore marks the kernel asks at most once per round (an ignore mark can outlive the
+    // unmark and mark again: then fewer).
     assert!(si.events as usize <= ROUNDS, "{si:?}");
     assert_eq!(policy.calls(), 3, "one miss per responder");
 }
