@@ -13,5 +13,7 @@
 //! FCS the NIC appends, so a "64-byte" frame puts 60 bytes in the mbuf ([`packet::FCS_LEN`]).
 
 pub mod flows;
+pub mod latency;
+pub mod pacer;
 pub mod packet;
 pub mod sizes;
