@@ -14,6 +14,8 @@
 
 pub mod flows;
 pub mod latency;
+pub mod ndr;
 pub mod pacer;
 pub mod packet;
+pub mod report;
 pub mod sizes;
