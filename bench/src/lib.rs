@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod pktgen;
 pub mod policy_gen;
 
 /// Reads `dpdk-testpmd --stats-period` output: a block per port that starts with

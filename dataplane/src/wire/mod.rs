@@ -28,6 +28,7 @@
 //! before use; etherparse serves as the test oracle instead (a differential test builds
 //! packets with it and compares every field).
 
+pub mod checksum;
 pub mod frag;
 pub mod rst;
 

@@ -6,32 +6,11 @@
 //! TCP with valid checksums) into a caller-supplied buffer: no allocation, so a worker can
 //! build it straight into an mbuf.
 
+use super::checksum::{finish, sum_words};
 use super::{Addr, L4, Net, Packet, TcpFlags, ethertype};
 
 /// Largest frame [`build_rst`] writes: Ethernet + 2 VLAN tags + IPv6 + TCP.
 pub const MAX_RST_FRAME: usize = 14 + 8 + 40 + 20;
-
-/// The internet checksum (RFC 1071) of `data`, folded, not yet complemented, added to `sum`.
-#[inline]
-fn sum_words(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-    }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
-    }
-    sum
-}
-
-/// The one's complement of the folded sum.
-#[inline]
-fn finish(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// The RST answering `pkt` (a TCP segment, not itself a RST), addressed back to its sender,
 /// written into `out`; returns the frame length, or `None` when `pkt` is not TCP, is a RST, or
