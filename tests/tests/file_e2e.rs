@@ -139,7 +139,13 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     let before = api.last_event_id();
     let t = Instant::now();
     let v = wait_for(Duration::from_secs(10), "recursive rule in force", || {
-        podman::must(&["exec", &name, "sh", "-c", "echo 1 > /data/sub/deep"]);
+        podman::must(&[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "echo 1 > /data/sub/deep; sleep 0.5; true",
+        ]);
         violations(&api, before)
             .into_iter()
             .find(|e| e["details"]["path"] == "/data/sub/deep")
@@ -210,7 +216,13 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     // ---- discover: the program that changes /etc/passwd is learned -----------------------
     set_mode(&api, group, "discover");
     let learned = wait_for(Duration::from_secs(10), "a learned rule", || {
-        podman::must(&["exec", &name, "sh", "-c", "echo learned >> /etc/passwd"]);
+        podman::must(&[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "echo learned >> /etc/passwd; sleep 0.5; true",
+        ]);
         std::thread::sleep(Duration::from_millis(200));
         rules(&api, group)
             .into_iter()
@@ -281,7 +293,13 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     // is still reported (alert: monitor rules never block). In this order, so that the
     // second report proves the first write was judged.
     let before = api.last_event_id();
-    podman::must(&["exec", &name, "sh", "-c", "echo by-sh >> /etc/passwd"]);
+    podman::must(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo by-sh >> /etc/passwd; sleep 0.5; true",
+    ]);
     podman::must(&[
         "exec",
         &name,
