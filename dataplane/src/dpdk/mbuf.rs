@@ -52,6 +52,11 @@ impl Mbuf {
         raw
     }
 
+    /// The raw mbuf, still owned by `self`.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::rte_mbuf {
+        self.raw.as_ptr()
+    }
+
     fn hdr(&self) -> &ffi::rte_mbuf {
         // SAFETY: `raw` is a valid mbuf we own for as long as `self` lives.
         unsafe { self.raw.as_ref() }

@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::sync::Arc;
 
-use super::{DpdkError, Eal, Mempool, Ring, log};
+use super::{BURST, DpdkError, Eal, Mbuf, Mempool, Ring, log};
 use crate::config::PortConfig;
 
 /// A DPDK ethdev port id.
@@ -177,6 +177,51 @@ impl Port {
             _rings: vec![rx, tx],
             _eal: eal.clone(),
         })
+    }
+
+    /// Receives up to `max` packets (at most [`BURST`]) from queue 0 into `out`; returns how
+    /// many. For single-threaded users of a port outside the workers (the packet generator).
+    pub fn rx_burst(&self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let mut ptrs = [std::ptr::null_mut::<ffi::rte_mbuf>(); BURST];
+        let n = u16::try_from(max.min(BURST)).unwrap_or(0);
+        // SAFETY: a valid port id with queue 0 set up; `ptrs` has room for `n` pointers, and
+        // each one returned is an mbuf whose one reference the PMD hands over to us.
+        let got = usize::from(unsafe { ffi::rte_eth_rx_burst(self.id.0, 0, ptrs.as_mut_ptr(), n) });
+        for &p in &ptrs[..got.min(BURST)] {
+            if let Some(raw) = std::ptr::NonNull::new(p) {
+                // SAFETY: see above: an mbuf we now own.
+                out.push(unsafe { Mbuf::from_raw(raw) });
+            }
+        }
+        got
+    }
+
+    /// Sends packets from the front of `pkts` (at most [`BURST`]) on queue 0. Those sent leave
+    /// `pkts` (the PMD owns them now); the rest stay, in order. Returns how many were sent.
+    pub fn tx_burst(&self, pkts: &mut Vec<Mbuf>) -> usize {
+        let n = pkts.len().min(BURST);
+        if n == 0 {
+            return 0;
+        }
+        let mut ptrs = [std::ptr::null_mut::<ffi::rte_mbuf>(); BURST];
+        for (slot, m) in ptrs.iter_mut().zip(pkts.iter()) {
+            *slot = m.as_ptr();
+        }
+        // SAFETY: a valid port id with queue 0 set up; the first `n` pointers are valid mbufs
+        // owned by `pkts`. The PMD takes ownership of the first `sent` of them only.
+        let sent = usize::from(unsafe {
+            ffi::rte_eth_tx_burst(
+                self.id.0,
+                0,
+                ptrs.as_mut_ptr(),
+                u16::try_from(n).unwrap_or(0),
+            )
+        });
+        for m in pkts.drain(..sent.min(n)) {
+            // Owned by the PMD now: not freed here.
+            let _ = m.into_raw();
+        }
+        sent
     }
 
     /// Port id.
