@@ -206,6 +206,8 @@ impl Gen<'_> {
         let end = warm_end + Duration::from_secs_f64(seconds.max(0.0));
         let mut measuring = warmup <= 0.0;
         let mut measure_start = clock.elapsed();
+        // Frames stamped before this (the warm-up's) are not counted when they come back.
+        let mut since = 0u64;
         let mut slot = 0u32;
         let count = self.flows.len().max(1);
         loop {
@@ -213,6 +215,7 @@ impl Gen<'_> {
             if !measuring && elapsed >= warm_end {
                 measuring = true;
                 measure_start = elapsed;
+                since = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
             }
             if elapsed >= end {
                 break;
@@ -264,6 +267,7 @@ impl Gen<'_> {
             }
             self.receive(
                 clock,
+                since,
                 &mut received,
                 measuring,
                 &mut counters,
@@ -276,6 +280,7 @@ impl Gen<'_> {
         while Instant::now() < drain_end {
             self.receive(
                 clock,
+                since,
                 &mut received,
                 true,
                 &mut counters,
@@ -292,10 +297,12 @@ impl Gen<'_> {
     }
 
     /// One receive burst: stamps found are counted by their flow's class and their latency
-    /// (against `clock`, the trial's) recorded while `measuring`.
+    /// (against `clock`, the trial's) recorded while `measuring`, if sent at or after `since`.
+    #[allow(clippy::too_many_arguments)]
     fn receive(
         &self,
         clock: Instant,
+        since: u64,
         buf: &mut Vec<Mbuf>,
         measuring: bool,
         counters: &mut ClassCounters,
@@ -309,7 +316,7 @@ impl Gen<'_> {
         let t = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
         for m in buf.drain(..) {
             match packet::parse_stamp(m.data()) {
-                Some(stamp) if measuring => {
+                Some(stamp) if measuring && stamp.tx_time >= since => {
                     counters.received(self.flows.class(stamp.flow), 1);
                     latency.record(stamp.latency(t));
                 }
