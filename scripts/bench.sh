@@ -7,15 +7,17 @@
 #                                              (criterion micro-benchmarks in cycles, next to
 #                                              testpmd's), policy (policy engine at 10 to 100k
 #                                              rules, swap latency in palisade-dp), mode-change
-#                                              (REST mode change until the dataplane runs it);
-#                                              default: all
+#                                              (REST mode change until the dataplane runs it),
+#                                              ndr (zero-loss rate, RFC 2544, measured by
+#                                              palisade-pktgen through testpmd io and
+#                                              palisade-dp on memif); default: all
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-cargo build --release --locked -p dataplane --bin palisade-dp -p bench --bin palisade-bench -p control --bin palisade
+cargo build --release --locked -p dataplane --bin palisade-dp -p bench --bin palisade-bench --bin palisade-pktgen -p control --bin palisade
 # Scenario names are the arguments that are neither flags nor a flag's value.
 scenarios=()
 skip=0
@@ -33,6 +35,6 @@ if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; the
   cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
 fi
 if ((${#scenarios[@]} == 0)); then
-  set -- "$@" forward null pipeline policy mode-change
+  set -- "$@" forward null pipeline policy mode-change ndr
 fi
 exec target/release/palisade-bench --dp target/release/palisade-dp "$@"

@@ -29,6 +29,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod control_run;
+mod ndr_run;
 mod policy_run;
 
 /// Benchmarks palisade-dp against dpdk-testpmd in the same run.
@@ -64,7 +65,9 @@ struct Cli {
     /// policy (the policy engine at 10 to 100k rules: established and new-flow cost, compile
     /// time, swap latency in a running palisade-dp), mode-change (a group's mode change
     /// through the REST API until the dataplane runs it; needs `palisade` next to
-    /// `palisade-dp`).
+    /// `palisade-dp`), ndr (the zero-loss forwarding rate, RFC 2544, measured by
+    /// `palisade-pktgen` through testpmd io and palisade-dp on memif; needs `palisade-pktgen`
+    /// next to `palisade-dp`).
     scenarios: Vec<String>,
 }
 
@@ -635,8 +638,21 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 }
             }
+            "ndr" => dp_path(&cli).and_then(|dp| {
+                let tag = format!("pb{}", std::process::id());
+                ndr_run::Ndr {
+                    pktgen: &dp.with_file_name("palisade-pktgen"),
+                    dp: &dp,
+                    testpmd: &cli.testpmd,
+                    tag: &tag,
+                    quick: cli.quick,
+                    rounds: cli.rounds,
+                    size: cli.size,
+                }
+                .run()
+            }),
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, null, pipeline, policy, mode-change"
+                "unknown scenario `{other}`; known: forward, null, pipeline, policy, mode-change, ndr"
             )),
         };
         match res {
