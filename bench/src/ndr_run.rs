@@ -1,7 +1,8 @@
 //! Scenario `ndr`: the RFC 2544 zero-loss forwarding rate of the device under test, measured
 //! by `palisade-pktgen` in the same position for both: pktgen owns two memif server sockets
 //! (`a` sends, `b` receives; its one lcore on CPU 0) and the device under test attaches to both
-//! as a memif client and forwards `a` -> `b` (its worker on CPU 1): `dpdk-testpmd
+//! as a memif client and forwards `a` -> `b` (its worker on CPU 1, its main lcore on CPU 0 for
+//! both): `dpdk-testpmd
 //! --forward-mode=io` as the reference, then `palisade-dp` (no policy: everything forwarded),
 //! alternating per round, in one run. 10k UDP flows, 64-byte frames by default.
 
@@ -55,9 +56,11 @@ impl Ndr<'_> {
         let (a, b) = (dir.join("a.sock"), dir.join("b.sock"));
         let mut cmd = if reference {
             let mut cmd = Command::new(self.testpmd);
+            // The same lcores as palisade-dp's `lcores = "0-1"`: main on CPU 0 (mostly asleep,
+            // beside the generator), the forwarding lcore on CPU 1.
             cmd.args([
-                "--lcores",
-                "0@1,1@1",
+                "-l",
+                "0-1",
                 "--in-memory",
                 "--no-pci",
                 "--no-telemetry",
