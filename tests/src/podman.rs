@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::up::{Api, PASSWORD, Up, free_port};
+use crate::{unique, wait_for};
+
 /// The image `scripts/setup.sh` builds from busybox-static.
 pub const IMAGE: &str = "palisade-busybox:test";
 
@@ -241,5 +244,90 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One container on a network of its own, watched by `palisade up --no-dataplane` with the
+/// runtime API of a `podman system service`: the setup of the tests below. The fields drop
+/// in order: Palisade, the container and its network, the service, the directory.
+#[derive(Debug)]
+pub struct Bed {
+    /// Logged in as admin.
+    pub api: Api,
+    /// Palisade.
+    pub up: Up,
+    /// The network (more containers may be run on it).
+    pub net: Network,
+    _svc: Service,
+    _dir: tempfile::TempDir,
+    /// The container's name.
+    pub name: String,
+    /// The container's id (its workload id).
+    pub id: String,
+    /// Its group, `auto.<app label>`.
+    pub group: String,
+}
+
+impl Bed {
+    /// Runs `script` in a container labelled `app=<app>` at `ip` on a new network on
+    /// `subnet`, starts Palisade with `discovery` lines added to `[discovery]` and `tail`
+    /// appended to its config, and waits until the container is a workload of its group.
+    pub fn start(
+        subnet: &str,
+        ip: &str,
+        app: &str,
+        script: &str,
+        discovery: &str,
+        tail: &str,
+    ) -> Self {
+        require_podman();
+        let u = unique("q");
+        let dir = tempfile::Builder::new()
+            .prefix("palisade-bed-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let svc = Service::start(&dir.path().join("podman.sock"));
+        let mut net = Network::new(&format!("pal-{u}"), subnet);
+        let name = format!("{u}-{app}");
+        let id = net.run(&name, ip, &[&format!("app={app}")], script);
+        let addr = free_port();
+        std::fs::write(
+            dir.path().join("palisade.toml"),
+            format!(
+                "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
+                 [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\n{discovery}\
+                 [plumb]\nenabled = false\n{tail}",
+                data = dir.path().join("data").display(),
+                sock = svc.socket.display(),
+            ),
+        )
+        .unwrap();
+        let up = Up::start_no_dataplane(dir.path(), addr);
+        let api = Api::login(addr, PASSWORD);
+        let group = format!("auto.{app}");
+        wait_for(Duration::from_secs(20), "container discovered", || {
+            api.items("/v1/workloads?limit=1000")
+                .iter()
+                .any(|w| w["id"] == id.as_str() && w["group"] == group.as_str())
+                .then_some(())
+        });
+        Self {
+            api,
+            up,
+            net,
+            _svc: svc,
+            _dir: dir,
+            name,
+            id,
+            group,
+        }
+    }
+
+    /// `podman exec` of `cmd` in the container; its output, or the error text.
+    pub fn exec(&self, cmd: &[&str]) -> Result<String, String> {
+        let mut args = vec!["exec", self.name.as_str()];
+        args.extend_from_slice(cmd);
+        podman(&args)
     }
 }

@@ -19,9 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_tests::podman::{self, Network, Service};
-use palisade_tests::up::{Api, PASSWORD, Up, free_port};
-use palisade_tests::{unique, wait_for};
+use palisade_tests::podman::{self, Bed};
+use palisade_tests::up::Api;
+use palisade_tests::wait_for;
 use serde_json::{Value, json};
 
 const SUBNET: &str = "198.18.110.0/24";
@@ -62,38 +62,17 @@ fn set_mode(api: &Api, group: &str, mode: &str) {
 
 #[test]
 fn file_rules_are_learned_monitored_and_protected_in_containers() {
-    podman::require_podman();
-    let u = unique("f");
-    let dir = tempfile::Builder::new()
-        .prefix("palisade-file-")
-        .tempdir()
-        .unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let svc = Service::start(&dir.path().join("podman.sock"));
-    let mut net = Network::new(&format!("pal-{u}"), SUBNET);
-    let name = format!("{u}-app");
-    let setup = "mkdir -p /data/sub && echo secret > /etc/app.conf && sleep 3600";
-    let id = net.run(&name, "198.18.110.10", &["app=fileapp"], setup);
-    let addr = free_port();
-    std::fs::write(
-        dir.path().join("palisade.toml"),
-        format!(
-            "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
-             [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\ndefault_mode = \"monitor\"\n[plumb]\nenabled = false\n",
-            data = dir.path().join("data").display(),
-            sock = svc.socket.display(),
-        ),
-    )
-    .unwrap();
-    let _up = Up::start_no_dataplane(dir.path(), addr);
-    let api = Api::login(addr, PASSWORD);
-    let group = "auto.fileapp";
-    wait_for(Duration::from_secs(20), "container discovered", || {
-        api.items("/v1/workloads?limit=1000")
-            .iter()
-            .any(|w| w["id"] == id.as_str() && w["group"] == group)
-            .then_some(())
-    });
+    let mut bed = Bed::start(
+        SUBNET,
+        "198.18.110.10",
+        "fileapp",
+        "mkdir -p /data/sub && echo secret > /etc/app.conf && sleep 3600",
+        "default_mode = \"monitor\"\n",
+        "",
+    );
+    let (name, id, group) = (bed.name.clone(), bed.id.clone(), bed.group.clone());
+    let group = group.as_str();
+    let api = &bed.api;
     let g = api.call("GET", &format!("/v1/groups/{group}"), None);
     assert_eq!(g["file_mode"], "monitor", "{g}");
 
@@ -111,7 +90,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
             "-c",
             "echo x >> /etc/passwd; sleep 0.5; true",
         ]);
-        violations(&api, before)
+        violations(api, before)
             .into_iter()
             .find(|e| e["details"]["path"] == "/etc/passwd")
     });
@@ -146,7 +125,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
             "-c",
             "echo 1 > /data/sub/deep; sleep 0.5; true",
         ]);
-        violations(&api, before)
+        violations(api, before)
             .into_iter()
             .find(|e| e["details"]["path"] == "/data/sub/deep")
     });
@@ -160,8 +139,8 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     assert_eq!(v["details"]["name"], "sh", "{v}");
 
     // A container started after the rules is covered.
-    let late = format!("{u}-late");
-    let late_id = net.run(
+    let late = format!("{name}-late");
+    let late_id = bed.net.run(
         &late,
         "198.18.110.11",
         &["app=fileapp"],
@@ -173,7 +152,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
         "the late container watched",
         || {
             podman::must(&["exec", &late, "sh", "-c", "echo 2 > /data/late"]);
-            violations(&api, before)
+            violations(api, before)
                 .into_iter()
                 .find(|e| e["details"]["path"] == "/data/late")
         },
@@ -198,8 +177,8 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
             "-c",
             &format!("echo 3 > /data/sub/after{round}; echo z | tee -a /etc/shadow >/dev/null"),
         ]);
-        violation_for(&api, before, "/etc/shadow");
-        let data = violations(&api, before).into_iter().any(|e| {
+        violation_for(api, before, "/etc/shadow");
+        let data = violations(api, before).into_iter().any(|e| {
             e["details"]["path"]
                 .as_str()
                 .is_some_and(|p| p.starts_with("/data/"))
@@ -214,7 +193,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     }
 
     // ---- discover: the program that changes /etc/passwd is learned -----------------------
-    set_mode(&api, group, "discover");
+    set_mode(api, group, "discover");
     let learned = wait_for(Duration::from_secs(10), "a learned rule", || {
         podman::must(&[
             "exec",
@@ -224,7 +203,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
             "echo learned >> /etc/passwd; sleep 0.5; true",
         ]);
         std::thread::sleep(Duration::from_millis(200));
-        rules(&api, group)
+        rules(api, group)
             .into_iter()
             .find(|r| r["filter"] == "/etc/passwd")
     });
@@ -233,7 +212,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     assert_eq!(learned["behavior"], "monitor", "{learned}");
 
     // ---- protect: a block rule -----------------------------------------------------------
-    set_mode(&api, group, "protect");
+    set_mode(api, group, "protect");
     // How soon a rule edit is in force, without `podman exec` in the measurement: a writer in
     // the container appends every millisecond until refused, then creates /tmp/refused; its
     // mtime (the kernel's clock, read from the host through /proc/<pid>/root) against the
@@ -279,7 +258,7 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
         out.contains("Operation not permitted") && out.ends_with("rc=1"),
         "EPERM inside the container: {out}"
     );
-    let v = violation_for(&api, before, "/etc/app.conf");
+    let v = violation_for(api, before, "/etc/app.conf");
     assert_eq!(v["details"]["action"], "denied", "{v}");
     assert_eq!(v["details"]["name"], "sh", "{v}");
     assert_eq!(v["details"]["access"], "open", "{v}");
@@ -307,10 +286,10 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
         "-c",
         "echo y | tee -a /etc/shadow >/dev/null",
     ]);
-    let v = violation_for(&api, before, "/etc/shadow");
+    let v = violation_for(api, before, "/etc/shadow");
     assert_eq!(v["details"]["action"], "alert", "{v}");
     assert!(
-        !violations(&api, before)
+        !violations(api, before)
             .iter()
             .any(|e| e["details"]["path"] == "/etc/passwd"),
         "sh is learned for /etc/passwd"
@@ -318,6 +297,4 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
     let stats = api.call("GET", "/v1/stats", None);
     assert!(stats["file"]["denied"].as_u64() >= Some(2), "{stats}");
     eprintln!("file engine counters: {}", stats["file"]);
-    drop(net);
-    drop(svc);
 }

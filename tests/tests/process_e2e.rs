@@ -23,9 +23,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use palisade_tests::podman::{self, Network, Service};
-use palisade_tests::up::{Api, PASSWORD, Up, free_port};
-use palisade_tests::{unique, wait_for};
+use palisade_tests::podman::{self, Bed};
+use palisade_tests::up::Api;
+use palisade_tests::wait_for;
 use serde_json::{Value, json};
 
 const SUBNET: &str = "198.18.106.0/24";
@@ -54,44 +54,18 @@ fn violations(api: &Api, after: i64) -> Vec<Value> {
 
 #[test]
 fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
-    podman::require_podman();
-    let u = unique("p");
-    let dir = tempfile::Builder::new()
-        .prefix("palisade-proc-")
-        .tempdir()
-        .unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let svc = Service::start(&dir.path().join("podman.sock"));
-    let mut net = Network::new(&format!("pal-{u}"), SUBNET);
-    let name = format!("{u}-app");
     // /tmp/x/true: a binary no profile will list (a copy of busybox, made before Palisade;
     // named `true` so that busybox runs its `true` applet).
-    let id = net.run(
-        &name,
+    let bed = Bed::start(
+        SUBNET,
         "198.18.106.10",
-        &["app=procapp"],
+        "procapp",
         "mkdir -p /tmp/x && cp /bin/busybox /tmp/x/true && sleep 3600",
+        "",
+        "",
     );
-    let addr = free_port();
-    std::fs::write(
-        dir.path().join("palisade.toml"),
-        format!(
-            "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
-             [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\n[plumb]\nenabled = false\n",
-            data = dir.path().join("data").display(),
-            sock = svc.socket.display(),
-        ),
-    )
-    .unwrap();
-    let _up = Up::start_no_dataplane(dir.path(), addr);
-    let api = Api::login(addr, PASSWORD);
-    let group = "auto.procapp";
-    wait_for(Duration::from_secs(20), "container discovered", || {
-        api.items("/v1/workloads?limit=1000")
-            .iter()
-            .any(|w| w["id"] == id.as_str() && w["group"] == group)
-            .then_some(())
-    });
+    let (api, name, id) = (&bed.api, bed.name.as_str(), bed.id.as_str());
+    let group = bed.group.as_str();
     let g = api.call("GET", &format!("/v1/groups/{group}"), None);
     assert_eq!(g["process_mode"], "discover", "{g}");
     // The engine reloads its snapshot on changes; give the new workload a moment to be in it.
@@ -105,7 +79,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         &["usleep", "500000"],
         &["sh", "-c", "sleep 0.5; sleep 0.1"],
     ] {
-        let mut args = vec!["exec", name.as_str()];
+        let mut args = vec!["exec", name];
         args.extend_from_slice(cmd);
         let _ = podman::podman(&args);
     }
@@ -115,7 +89,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     let got = loop {
-        let p = profile(&api, group);
+        let p = profile(api, group);
         if p.len() >= want.len() {
             break p;
         }
@@ -127,7 +101,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         std::thread::sleep(Duration::from_millis(200));
     };
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(profile(&api, group), got, "nothing more is learned");
+    assert_eq!(profile(api, group), got, "nothing more is learned");
     assert_eq!(got, want, "exactly the programs run");
 
     // ---- monitor: an unlisted program is a violation, a learned one is not ---------------
@@ -138,15 +112,15 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         Some(&json!({"process_mode": "monitor"})),
     );
     std::thread::sleep(Duration::from_millis(300));
-    podman::must(&["exec", &name, "sleep", "0.3"]);
-    podman::must(&["exec", &name, "id"]);
+    podman::must(&["exec", name, "sleep", "0.3"]);
+    podman::must(&["exec", name, "id"]);
     let v = wait_for(Duration::from_secs(10), "violation for id", || {
-        violations(&api, before)
+        violations(api, before)
             .into_iter()
             .find(|e| e["details"]["name"] == "id")
     });
     assert_eq!(v["group"], group, "{v}");
-    assert_eq!(v["workload"], id.as_str(), "{v}");
+    assert_eq!(v["workload"], id, "{v}");
     // `id` may be gone (or exiting) before /proc shows its executable: recorded without it.
     assert!(
         v["details"]["path"] == "/bin/busybox" || v["details"]["path"] == "?",
@@ -155,27 +129,27 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     assert_eq!(v["details"]["mode"], "monitor", "{v}");
     assert_eq!(v["details"]["killed"], false, "{v}");
     assert!(
-        !violations(&api, before)
+        !violations(api, before)
             .iter()
             .any(|e| e["details"]["name"] == "sleep"),
         "sleep is learned"
     );
-    assert_eq!(profile(&api, group).len(), 3, "monitor learns nothing");
+    assert_eq!(profile(api, group).len(), 3, "monitor learns nothing");
 
     // A shell on a socket (a reverse shell) is a finding whatever the profile says.
     podman::must(&[
-        "exec", "--detach", &name, "nc", "-l", "-p", "5555", "-e", "/bin/sh",
+        "exec", "--detach", name, "nc", "-l", "-p", "5555", "-e", "/bin/sh",
     ]);
     std::thread::sleep(Duration::from_millis(300));
     let _ = podman::podman(&[
         "exec",
-        &name,
+        name,
         "sh",
         "-c",
         "printf 'sleep 1\\nexit\\n' | nc 127.0.0.1 5555",
     ]);
     let rs = wait_for(Duration::from_secs(10), "reverse shell finding", || {
-        violations(&api, before).into_iter().find(|e| {
+        violations(api, before).into_iter().find(|e| {
             e["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("reverse shell"))
@@ -193,7 +167,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     // Bounded (30 s) so that a kill that never comes fails the test instead of hanging it.
-    let r = podman::podman(&["exec", &name, "top", "-b", "-n", "60", "-d", "0.5"]);
+    let r = podman::podman(&["exec", name, "top", "-b", "-n", "60", "-d", "0.5"]);
     let took = t.elapsed();
     assert!(r.is_err(), "an unlisted top must be killed: {r:?}");
     assert!(
@@ -202,7 +176,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     );
     eprintln!("protect: an unlisted `top` was killed {took:?} after podman exec started");
     assert_eq!(
-        podman::podman(&["exec", &name, "sleep", "0.2"]),
+        podman::podman(&["exec", name, "sleep", "0.2"]),
         Ok(String::new()),
         "a learned program keeps working"
     );
@@ -210,13 +184,13 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     let attempts = 40;
     let mut escaped = 0;
     for _ in 0..attempts {
-        if podman::podman(&["exec", &name, "id"]).is_ok_and(|s| s.contains("uid=")) {
+        if podman::podman(&["exec", name, "id"]).is_ok_and(|s| s.contains("uid=")) {
             escaped += 1;
         }
     }
     eprintln!("protect (SIGKILL path): {escaped}/{attempts} runs of an unlisted `id` completed");
     // The exec gate: an unlisted binary fails with EPERM inside the container...
-    let out = podman::must(&["exec", &name, "sh", "-c", "/tmp/x/true 2>&1; echo rc=$?"]);
+    let out = podman::must(&["exec", name, "sh", "-c", "/tmp/x/true 2>&1; echo rc=$?"]);
     assert!(
         out.contains("Operation not permitted") && out.ends_with("rc=126"),
         "EPERM from execve inside the container: {out}"
@@ -225,7 +199,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     let t = Instant::now();
     let out = podman::must(&[
         "exec",
-        &name,
+        name,
         "sh",
         "-c",
         "n=0; i=0; while [ $i -lt 10000 ]; do /tmp/x/true 2>/dev/null && n=$((n+1)); i=$((i+1)); done; echo $n",
@@ -236,7 +210,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     );
     assert_eq!(out, "0", "escapes through the exec gate");
     let denied = wait_for(Duration::from_secs(10), "gate denial reported", || {
-        violations(&api, before)
+        violations(api, before)
             .into_iter()
             .find(|e| e["details"]["path"] == "/tmp/x/true")
     });
@@ -249,12 +223,12 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     podman::must(&[
         "exec",
         "--detach",
-        &name,
+        name,
         "sh",
         "-c",
         "touch /tmp/trying; until /tmp/x/true 2>/dev/null; do usleep 1000; done; touch /tmp/ran",
     ]);
-    let pid = podman::must(&["inspect", "--format", "{{.State.Pid}}", &name]);
+    let pid = podman::must(&["inspect", "--format", "{{.State.Pid}}", name]);
     let tmp = std::path::PathBuf::from(format!("/proc/{pid}/root/tmp"));
     wait_for(Duration::from_secs(10), "the loop started", || {
         tmp.join("trying").exists().then_some(())
@@ -275,7 +249,7 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
         ran.duration_since(sent).unwrap_or_default()
     );
     assert_eq!(
-        podman::podman(&["exec", &name, "/tmp/x/true"]),
+        podman::podman(&["exec", name, "/tmp/x/true"]),
         Ok(String::new())
     );
     let stats = api.call("GET", "/v1/stats", None);
@@ -291,45 +265,20 @@ fn process_profiles_are_learned_monitored_and_protected_in_a_container() {
     });
     eprintln!("exec gate counters: {gate}");
     eprintln!("process engine counters: {p}");
-    drop(net);
-    drop(svc);
 }
 
 #[test]
 fn lost_process_events_are_counted_and_a_rescan_repairs_what_was_missed() {
-    podman::require_podman();
-    let u = unique("s");
-    let dir = tempfile::Builder::new()
-        .prefix("palisade-storm-")
-        .tempdir()
-        .unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let svc = Service::start(&dir.path().join("podman.sock"));
-    let mut net = Network::new(&format!("pal-{u}"), "198.18.107.0/24");
-    let name = format!("{u}-storm");
-    let id = net.run(&name, "198.18.107.10", &["app=stormapp"], "sleep 3600");
-    let addr = free_port();
     // The smallest event buffer the kernel allows: a burst of execs must overflow it.
-    std::fs::write(
-        dir.path().join("palisade.toml"),
-        format!(
-            "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
-             [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\ndefault_mode = \"monitor\"\n[plumb]\nenabled = false\n\
-             [process]\nevents_buffer = 0\n",
-            data = dir.path().join("data").display(),
-            sock = svc.socket.display(),
-        ),
-    )
-    .unwrap();
-    let _up = Up::start_no_dataplane(dir.path(), addr);
-    let api = Api::login(addr, PASSWORD);
-    let group = "auto.stormapp";
-    wait_for(Duration::from_secs(20), "container discovered", || {
-        api.items("/v1/workloads?limit=1000")
-            .iter()
-            .any(|w| w["id"] == id.as_str() && w["group"] == group)
-            .then_some(())
-    });
+    let bed = Bed::start(
+        "198.18.107.0/24",
+        "198.18.107.10",
+        "stormapp",
+        "sleep 3600",
+        "default_mode = \"monitor\"\n",
+        "[process]\nevents_buffer = 0\n",
+    );
+    let (api, id) = (&bed.api, bed.id.as_str());
     // The group was created in monitor (default_mode): nothing is ever learned, so the
     // container's program is a violation whenever a rescan first sees it (an early loss may
     // have rescanned before the storm already).
@@ -365,96 +314,20 @@ fn lost_process_events_are_counted_and_a_rescan_repairs_what_was_missed() {
     };
     eprintln!("after the storm: {stats}");
     let v = wait_for(Duration::from_secs(10), "the rescan's violation", || {
-        violations(&api, before)
+        violations(api, before)
             .into_iter()
             .find(|e| e["details"]["rescan"] == true && e["details"]["name"] == "sleep")
     });
-    assert_eq!(v["workload"], id.as_str(), "{v}");
+    assert_eq!(v["workload"], id, "{v}");
     assert_eq!(v["details"]["mode"], "monitor", "{v}");
-    drop(net);
-    drop(svc);
 }
 
-/// One container on a network of its own, watched by `palisade up --no-dataplane` with the
-/// runtime API of a `podman system service`: the setup of the tests below. The fields drop
-/// in order: Palisade, the container and its network, the service, the directory.
-struct Bed {
-    api: Api,
-    _up: Up,
-    _net: Network,
-    _svc: Service,
-    _dir: tempfile::TempDir,
-    /// The container's name.
-    name: String,
-    /// The container's id (its workload id).
-    id: String,
-    /// Its group, `auto.<app label>`.
-    group: String,
-}
-
-impl Bed {
-    /// Runs `script` in a container labelled `app=<app>` at `ip` on a new network on
-    /// `subnet`, starts Palisade with `discovery` lines added to `[discovery]` and `tail`
-    /// appended to its config, and waits until the container is a workload of its group.
-    fn start(subnet: &str, ip: &str, app: &str, script: &str, discovery: &str, tail: &str) -> Self {
-        podman::require_podman();
-        let u = unique("q");
-        let dir = tempfile::Builder::new()
-            .prefix("palisade-proc-")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        let svc = Service::start(&dir.path().join("podman.sock"));
-        let mut net = Network::new(&format!("pal-{u}"), subnet);
-        let name = format!("{u}-{app}");
-        let id = net.run(&name, ip, &[&format!("app={app}")], script);
-        let addr = free_port();
-        std::fs::write(
-            dir.path().join("palisade.toml"),
-            format!(
-                "[api]\nlisten = \"{addr}\"\n[store]\ndata_dir = \"{data}\"\n\
-                 [discovery]\nruntime_socket = \"{sock}\"\ninterval_ms = 500\n{discovery}\
-                 [plumb]\nenabled = false\n{tail}",
-                data = dir.path().join("data").display(),
-                sock = svc.socket.display(),
-            ),
-        )
-        .unwrap();
-        let up = Up::start_no_dataplane(dir.path(), addr);
-        let api = Api::login(addr, PASSWORD);
-        let group = format!("auto.{app}");
-        wait_for(Duration::from_secs(20), "container discovered", || {
-            api.items("/v1/workloads?limit=1000")
-                .iter()
-                .any(|w| w["id"] == id.as_str() && w["group"] == group.as_str())
-                .then_some(())
-        });
-        Self {
-            api,
-            _up: up,
-            _net: net,
-            _svc: svc,
-            _dir: dir,
-            name,
-            id,
-            group,
-        }
-    }
-
-    /// `podman exec` of `cmd` in the container; its output, or the error text.
-    fn exec(&self, cmd: &[&str]) -> Result<String, String> {
-        let mut args = vec!["exec", self.name.as_str()];
-        args.extend_from_slice(cmd);
-        podman::podman(&args)
-    }
-
-    /// The `process_violation` events of this container after event `after`.
-    fn violations(&self, after: i64) -> Vec<Value> {
-        violations(&self.api, after)
-            .into_iter()
-            .filter(|e| e["workload"] == self.id.as_str())
-            .collect()
-    }
+/// The `process_violation` events of the bed's container after event `after`.
+fn bed_violations(b: &Bed, after: i64) -> Vec<Value> {
+    violations(&b.api, after)
+        .into_iter()
+        .filter(|e| e["workload"] == b.id.as_str())
+        .collect()
 }
 
 /// The engine's root-gain finding (control/src/process/engine.rs), in the event's message.
@@ -488,7 +361,7 @@ fn a_setuid_root_program_run_by_a_non_root_user_is_a_root_gain_finding() {
     // until it is reported.
     wait_for(Duration::from_secs(20), "the probe reported", || {
         let _ = b.exec(&["usleep", "300000"]);
-        b.violations(0)
+        bed_violations(&b, 0)
             .into_iter()
             .find(|e| e["details"]["name"] == "usleep")
     });
@@ -506,7 +379,7 @@ fn a_setuid_root_program_run_by_a_non_root_user_is_a_root_gain_finding() {
         "sleep 30 | /tmp/x/passwd",
     ]);
     let by_root = wait_for(Duration::from_secs(20), "root's passwd reported", || {
-        b.violations(0).into_iter().find(passwd(0))
+        bed_violations(&b, 0).into_iter().find(passwd(0))
     });
     assert_eq!(
         by_root["details"]["uid"],
@@ -535,7 +408,7 @@ fn a_setuid_root_program_run_by_a_non_root_user_is_a_root_gain_finding() {
     let gained = wait_for(
         Duration::from_secs(20),
         "user 1000's passwd reported",
-        || b.violations(0).into_iter().find(passwd(1000)),
+        || bed_violations(&b, 0).into_iter().find(passwd(1000)),
     );
     eprintln!("root gain: {gained}");
     assert_eq!(
@@ -561,12 +434,11 @@ fn a_setuid_root_program_run_by_a_non_root_user_is_a_root_gain_finding() {
     let after = b.api.last_event_id();
     podman::must(&["exec", &b.name, "usleep", "300000"]);
     wait_for(Duration::from_secs(10), "the sentinel's violation", || {
-        b.violations(after)
+        bed_violations(&b, after)
             .into_iter()
             .find(|e| e["details"]["name"] == "usleep")
     });
-    let findings: Vec<Value> = b
-        .violations(0)
+    let findings: Vec<Value> = bed_violations(&b, 0)
         .into_iter()
         .filter(|e| {
             e["message"]
@@ -655,7 +527,7 @@ fn zero_drift_refuses_a_listed_program_written_after_the_container_started() {
         "the profile still lists the copy"
     );
     let v = wait_for(Duration::from_secs(10), "the drift reported", || {
-        b.violations(before)
+        bed_violations(&b, before)
             .into_iter()
             .find(|e| e["details"]["path"] == "/tmp/x/sleep")
     });
@@ -674,7 +546,7 @@ fn zero_drift_refuses_a_listed_program_written_after_the_container_started() {
     assert_eq!(v["details"]["mode"], "protect", "{v}");
     assert_eq!(v["details"]["killed"], false, "{v}");
     // Nothing from the image was refused or killed: every violation is the copy's.
-    let all = b.violations(before);
+    let all = bed_violations(&b, before);
     assert!(
         all.iter().all(|e| e["details"]["path"] == "/tmp/x/sleep"),
         "{all:#?}"
