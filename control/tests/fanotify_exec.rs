@@ -31,38 +31,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use control::fanotify::{Config, MarkScope, Policy, Request, Responder, Stats, Verdict};
-use palisade_tests::sh;
+use palisade_tests::{Tmpfs, sh};
 
-/// A tmpfs mounted on a fresh temporary directory; unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("palisade-fanotify-")
-            .tempdir()
-            .unwrap();
-        let target = dir.path().to_str().unwrap();
-        sh(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=16m,mode=0755",
-            "palisade-fan",
-            target,
-        ]);
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
+/// The test's own additions to the shared tmpfs.
+trait Install {
     /// Copies the test binary in as `name`, a relative path (busybox runs the applet its file
     /// is named after: `true`).
+    fn install(&self, name: &str) -> PathBuf;
+}
+
+impl Install for Tmpfs {
     fn install(&self, name: &str) -> PathBuf {
         let source = ["/usr/bin/busybox", "/bin/busybox", "/bin/true"]
             .into_iter()
@@ -74,16 +52,6 @@ impl Tmpfs {
         std::fs::copy(source, &dest).unwrap();
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
         dest
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -202,7 +170,7 @@ fn delta(after: Stats, before: Stats) -> Stats {
 
 #[test]
 fn allow_lets_the_exec_run_and_repeats_are_cache_hits() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Allow);
     let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
@@ -275,7 +243,7 @@ fn chroot_true(root: &Path) -> ExitStatus {
 
 #[test]
 fn a_dynamic_exec_raises_two_events_and_both_are_answered() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     install_dynamic_true(&fs);
 
     // The binary and its interpreter (`PT_INTERP`, which the kernel opens for exec too).
@@ -320,7 +288,7 @@ fn a_dynamic_exec_raises_two_events_and_both_are_answered() {
 
 #[test]
 fn deny_fails_the_exec_with_eperm_until_the_cache_is_cleared() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Deny);
     let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
@@ -355,7 +323,7 @@ fn deny_fails_the_exec_with_eperm_until_the_cache_is_cleared() {
 
 #[test]
 fn unmark_and_filesystem_marks() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let responder = Responder::start(no_ignore(), TestPolicy::verdict(Verdict::Deny)).unwrap();
 
@@ -376,7 +344,7 @@ fn unmark_and_filesystem_marks() {
 
 #[test]
 fn shutdown_removes_the_marks() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let responder = Responder::start(no_ignore(), TestPolicy::verdict(Verdict::Deny)).unwrap();
     responder.mark_mount(fs.path()).unwrap();
@@ -390,7 +358,7 @@ fn shutdown_removes_the_marks() {
 
 #[test]
 fn the_watchdog_answers_a_policy_slower_than_the_deadline() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let mut policy = TestPolicy::verdict(Verdict::Deny);
     policy.delay = Duration::from_secs(2);
@@ -421,7 +389,7 @@ fn the_watchdog_answers_a_policy_slower_than_the_deadline() {
 
 #[test]
 fn shutdown_releases_an_exec_waiting_on_a_slow_policy() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let mut policy = TestPolicy::verdict(Verdict::Deny);
     policy.delay = Duration::from_secs(2);
@@ -462,7 +430,7 @@ fn shutdown_releases_an_exec_waiting_on_a_slow_policy() {
 
 #[test]
 fn a_panicking_policy_is_answered_with_the_stall_default() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let panics = |_: &Request| -> Verdict { panic!("a buggy policy") };
     // A deadline no panic (backtrace printing included) outlasts on a loaded machine: the
@@ -485,7 +453,7 @@ fn a_panicking_policy_is_answered_with_the_stall_default() {
 
 #[test]
 fn a_full_queue_is_answered_with_the_overflow_default() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bins: Vec<PathBuf> = (0..8).map(|i| fs.install(&format!("{i}/true"))).collect();
     let mut policy = TestPolicy::verdict(Verdict::Deny);
     policy.delay = Duration::from_millis(300);
@@ -534,7 +502,7 @@ fn a_full_queue_is_answered_with_the_overflow_default() {
 fn concurrent_execs_of_allowed_and_denied_binaries() {
     const THREADS: usize = 4;
     const EACH: usize = 300;
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let allowed = fs.install("allowed/true");
     let denied = fs.install("denied/true");
     let by_name = |req: &Request| {
@@ -575,7 +543,7 @@ fn concurrent_execs_of_allowed_and_denied_binaries() {
 
 #[test]
 fn ten_thousand_denied_execs_all_fail() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Deny);
     let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
@@ -631,7 +599,7 @@ fn execve_check(path: &Path) -> Option<io::Result<()>> {
 
 #[test]
 fn the_responders_own_process_is_trusted() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Deny);
     let responder = Responder::start(no_ignore(), policy.clone()).unwrap();
@@ -664,7 +632,7 @@ fn the_responders_own_process_is_trusted() {
 #[test]
 fn cost_of_a_marked_exec() {
     const ROUNDS: usize = 10;
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let batch = (execs() / ROUNDS).max(1);
     let n = batch * ROUNDS;
@@ -724,7 +692,7 @@ fn cost_of_a_marked_exec() {
 
 #[test]
 fn an_allowed_file_raises_no_more_events_until_it_changes_or_the_cache_is_cleared() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fan");
     let bin = fs.install("true");
     let policy = TestPolicy::verdict(Verdict::Allow);
     let responder = Responder::start(Config::default(), policy.clone()).unwrap();

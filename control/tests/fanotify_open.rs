@@ -39,53 +39,20 @@ use control::fanotify::{
     Access, Config, MarkScope, Policy, PolicyKey, Request, Responder, Stats, Verdict,
 };
 use nix::sys::fanotify::MaskFlags;
-use palisade_tests::sh;
+use palisade_tests::Tmpfs;
 
-/// A tmpfs mounted on a fresh temporary directory; unmounted on drop (the directory is
-/// removed after).
-struct Tmpfs {
-    dir: tempfile::TempDir,
+/// The test's own additions to the shared tmpfs.
+trait Files {
+    /// Creates `name` with `content` (this process is trusted: its own events are never
+    /// handed to the policy).
+    fn file(&self, name: &str, content: &[u8]) -> PathBuf;
 }
 
-impl Tmpfs {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("palisade-fopen-")
-            .tempdir()
-            .unwrap();
-        let target = dir.path().to_str().unwrap();
-        sh(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=16m,mode=0755",
-            "palisade-fopen",
-            target,
-        ]);
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Creates `name` with `content` (before the mount is marked: this process is trusted,
-    /// but its notifications still count in `Stats::observed`).
+impl Files for Tmpfs {
     fn file(&self, name: &str, content: &[u8]) -> PathBuf {
         let path = self.path().join(name);
         std::fs::write(&path, content).unwrap();
         path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -268,7 +235,7 @@ fn assert_healthy(s: &Stats) {
 
 #[test]
 fn open_perm_denies_reads_and_appends_with_eperm() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let secret = fs.file("secret", b"the secret\n");
     let other = fs.file("other", b"the other\n");
     let policy = OpenPolicy {
@@ -319,7 +286,7 @@ fn open_perm_denies_reads_and_appends_with_eperm() {
 
 #[test]
 fn the_policy_sees_which_process_opens() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let file = fs.file("data", b"hello from the tmpfs\n");
     let cat = ["/bin/cat", "/usr/bin/cat"]
         .into_iter()
@@ -359,7 +326,7 @@ fn the_policy_sees_which_process_opens() {
 
 #[test]
 fn notifications_reach_observe_and_need_no_answer() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let written = fs.file("written", b"");
     let readme = fs.file("readme", b"read me\n");
     let policy = OpenPolicy::default();
@@ -415,7 +382,7 @@ fn notifications_reach_observe_and_need_no_answer() {
 #[test]
 fn observe_silences_a_file_until_the_cache_is_cleared() {
     const REPEATS: usize = 20;
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let quiet = fs.file("quiet", b"quiet\n");
     let noisy = fs.file("noisy", b"noisy\n");
     let policy = OpenPolicy {
@@ -479,7 +446,7 @@ fn observe_silences_a_file_until_the_cache_is_cleared() {
 #[test]
 fn ignorable_decides_which_allowed_files_keep_asking() {
     const OPENS: usize = 10;
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let watched = fs.file("watched", b"w\n");
     let other = fs.file("other", b"o\n");
     let policy = OpenPolicy {
@@ -513,7 +480,7 @@ fn ignorable_decides_which_allowed_files_keep_asking() {
 
 #[test]
 fn the_watchdog_answers_an_open_the_policy_stalls() {
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let file = fs.file("slow", b"slow\n");
     let policy = OpenPolicy {
         deny: Some("slow"),
@@ -638,7 +605,7 @@ fn quantile_us(sorted: &[u64], q: f64) -> f64 {
 #[test]
 fn cost_of_a_marked_open() {
     const ROUNDS: usize = 3;
-    let fs = Tmpfs::new();
+    let fs = Tmpfs::new("palisade-fopen");
     let file = fs.file("bench", b"bench\n");
     let batch = bench_n().div_ceil(ROUNDS).max(1);
     let n = batch * ROUNDS;

@@ -447,3 +447,46 @@ pub fn talk(ns: &Netns, addr: &'static str, port: u16) -> Result<(), std::io::Er
     .join()
     .unwrap_or_else(|_| panic!("the client thread panicked"))
 }
+
+/// A tmpfs mounted on a fresh temporary directory (for the fanotify tests: a filesystem of
+/// their own to mark); lazily unmounted on drop, the directory removed after.
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a 16 MiB tmpfs; `name` names the directory and the mount's source.
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir()
+            .expect("temporary directory");
+        let target = dir.path().to_str().expect("UTF-8 temporary path");
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16m,mode=0755",
+            name,
+            target,
+        ]);
+        Self { dir }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -433,11 +433,7 @@ fn violation(r: &Report) -> NewEvent {
                 "{name} ({exe}) {verb} {} in {} [{} mode]: {what}",
                 r.path,
                 r.group,
-                match r.mode {
-                    Mode::Discover => "discover",
-                    Mode::Monitor => "monitor",
-                    Mode::Protect => "protect",
-                }
+                crate::process::engine::mode_name(r.mode)
             ),
         )
     }

@@ -522,7 +522,8 @@ fn violation(o: &Observation) -> NewEvent {
     }
 }
 
-fn mode_name(m: Mode) -> &'static str {
+/// A mode as events name it.
+pub(crate) fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Discover => "discover",
         Mode::Monitor => "monitor",
