@@ -459,7 +459,18 @@ fn containers_are_discovered_learned_protected_and_unplumbed() {
     wait_for(Duration::from_secs(20), "protect holds again", || {
         wget(&net, &client, SERVER, 8081).is_err().then_some(())
     });
-    assert_eq!(wget(&net, &client, SERVER, 80).as_deref(), Ok("palisade"));
+    // The learned connection works again. Retried: one full run in four saw the first wget
+    // after the restart time out (5 s) and the next one pass.
+    let t = Instant::now();
+    wait_for(
+        Duration::from_secs(20),
+        "the learned connection after the restart",
+        || (wget(&net, &client, SERVER, 80).as_deref() == Ok("palisade")).then_some(()),
+    );
+    eprintln!(
+        "after the restart the learned wget passed {:?} after protect held",
+        t.elapsed()
+    );
 
     // ---- the whole appliance crashes; the next one reconciles, and fails closed --------------
     let kids = up.children();
