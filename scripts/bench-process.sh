@@ -6,7 +6,13 @@
 # spawns a static `true` from 2 threads for --storm seconds inside the container's cgroups,
 # with no engine and in discover; the engine must see every exec and report no loss.
 #
-#   scripts/bench-process.sh [--execs N] [--rounds N] [--storm SECONDS]
+#   scripts/bench-process.sh [--execs N] [--rounds N] [--storm SECONDS] [--storm-threads N]
+#                            [--storm-program PATH]
+#
+# --storm-program: a static binary to spawn instead of busybox, e.g. the smallest possible
+# one, built with
+#   printf 'void _start(void){__asm__ volatile("mov $60,%%eax\\nxor %%edi,%%edi\\nsyscall");}' \
+#     | gcc -static -nostdlib -O2 -x c -o /tmp/tiny-true -
 #
 # Needs root, podman + runc + the palisade-busybox:test image (scripts/setup.sh) and release
 # binaries (built here). Everything it creates is removed on exit; it stops only the processes
@@ -19,12 +25,16 @@ source scripts/lib/bench-up.sh
 EXECS=10000
 ROUNDS=3
 STORM=10
+STORM_THREADS=2
+STORM_PROGRAM=/bin/busybox
 while [[ $# -gt 0 ]]; do
   case $1 in
     --execs) EXECS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --storm) STORM=$2; shift 2 ;;
-    *) echo "usage: $0 [--execs N] [--rounds N] [--storm SECONDS]" >&2; exit 2 ;;
+    --storm-threads) STORM_THREADS=$2; shift 2 ;;
+    --storm-program) STORM_PROGRAM=$2; shift 2 ;;
+    *) echo "usage: $0 [--execs N] [--rounds N] [--storm SECONDS] [--storm-threads N] [--storm-program PATH]" >&2; exit 2 ;;
   esac
 done
 
@@ -72,10 +82,10 @@ echo "no engine: $NONE s for $EXECS execs"
 
 # The storm: a static busybox named `true` spawned from the container's cgroups (so the
 # engine attributes every exec to the container), JSON {execs, failed, seconds, per_sec}.
-cp /bin/busybox "$DIR/true"
+cp "$STORM_PROGRAM" "$DIR/true"
 CPID=$("${P[@]}" inspect --format '{{.State.Pid}}' "$TAG")
 storm() {
-  "$BIN/palisade-exec-storm" --program "$DIR/true" --threads 2 --seconds "$STORM" \
+  "$BIN/palisade-exec-storm" --program "$DIR/true" --threads "$STORM_THREADS" --seconds "$STORM" \
     --join-cgroups-of "$CPID"
 }
 # utime+stime of a process, all threads, in clock ticks.
@@ -120,7 +130,7 @@ SENT=$(echo "$STORM_DISCOVER" | jq .execs)
 SEEN=$(($(echo "$S1" | jq .execs) - $(echo "$S0" | jq .execs)))
 LOST=$(($(echo "$S1" | jq .lost) - $(echo "$S0" | jq .lost)))
 TICK=$(getconf CLK_TCK)
-printf '\n| storm (%s s, 2 threads) | execs per second | execs the engine saw | loss reports | palisade CPU per exec |\n|---|---|---|---|---|\n' "$STORM"
+printf '\n| storm (%s s, %s threads, %s) | execs per second | execs the engine saw | loss reports | palisade CPU per exec |\n|---|---|---|---|---|\n' "$STORM" "$STORM_THREADS" "$(basename "$STORM_PROGRAM")"
 printf '| no engine | %s | - | - | - |\n' "$(echo "$STORM_NONE" | jq .per_sec)"
 printf '| discover | %s | %s of %s | %s | %.1f us |\n' "$(echo "$STORM_DISCOVER" | jq .per_sec)" \
   "$SEEN" "$SENT" "$LOST" "$(echo "($T1 - $T0) * 1000000 / $TICK / $SENT" | bc -l)"
