@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use super::rules::{Judgement, RuleSet, Watch};
 use crate::fanotify::{Access, MarkScope, Policy, PolicyKey, Request, Responder, Verdict};
 use crate::model::{EventKind, FileBehavior, FileRule, Mode, NewEvent, Severity};
-use crate::process::attribution::ProcInfo;
+use crate::process::attribution::program_of;
 use crate::process::gate::container_of;
 use crate::service::Core;
 
@@ -178,37 +178,6 @@ pub struct FileCounters {
     pub marked: AtomicU64,
     /// The responder's counters, refreshed twice a second.
     pub responder: Mutex<Option<crate::fanotify::Stats>>,
-}
-
-/// The program of `pid`: name (as [`ProcInfo::program`] names it) and executable.
-fn program_of(pid: i32) -> (Option<String>, Option<String>) {
-    let dir = PathBuf::from(format!("/proc/{pid}"));
-    let name = std::fs::read_to_string(dir.join("comm"))
-        .ok()
-        .map(|s| s.trim_end_matches('\n').to_owned());
-    let exe = std::fs::read_link(dir.join("exe")).ok().map(|p| {
-        let p = p.to_string_lossy();
-        p.strip_suffix(" (deleted)").unwrap_or(&p).to_owned()
-    });
-    let cmdline = if name.as_deref() == Some("exe") {
-        std::fs::read(dir.join("cmdline"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let info = ProcInfo {
-        name,
-        exe,
-        cmdline,
-        ..ProcInfo::default()
-    };
-    (info.program().map(str::to_owned), info.exe)
 }
 
 /// What an ignore mark may silence for a file so watched.

@@ -62,6 +62,49 @@ impl ProcInfo {
     }
 }
 
+/// An `exe` link's target: the path, and whether the file was deleted (` (deleted)`).
+fn exe_target(target: &std::ffi::OsStr) -> (String, bool) {
+    let t = target.to_string_lossy();
+    match t.strip_suffix(" (deleted)") {
+        Some(p) => (p.to_owned(), true),
+        None => (t.into_owned(), false),
+    }
+}
+
+/// The arguments in a `cmdline` file's text (NUL-separated).
+fn cmdline_args(text: &str) -> Vec<String> {
+    text.split('\0')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The program of `pid` as [`ProcInfo::program`] names it, and its executable, read from
+/// `/proc` now (the command line only when the name is `exe`). For callers without an
+/// [`Attributor`] (the file engine's fanotify policy, shared between threads).
+pub fn program_of(pid: i32) -> (Option<String>, Option<String>) {
+    let dir = PathBuf::from(format!("/proc/{pid}"));
+    let name = std::fs::read_to_string(dir.join("comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_owned());
+    let exe = std::fs::read_link(dir.join("exe"))
+        .ok()
+        .map(|t| exe_target(t.as_os_str()).0);
+    let cmdline = match name.as_deref() {
+        Some("exe") => std::fs::read(dir.join("cmdline"))
+            .map(|b| cmdline_args(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let info = ProcInfo {
+        name,
+        exe,
+        cmdline,
+        ..ProcInfo::default()
+    };
+    (info.program().map(str::to_owned), info.exe)
+}
+
 /// `Uid:` of `/proc/<pid>/status`: (real, effective).
 pub fn parse_status_uid(status: &str) -> Option<(u32, u32)> {
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
@@ -152,13 +195,7 @@ impl Attributor {
             pid,
             ..ProcInfo::default()
         };
-        let dir = self.proc_root.join(pid.to_string());
-        let Ok(dirfd) = openat(
-            AT_FDCWD,
-            &dir,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) else {
+        let Some(dirfd) = self.open_dir(pid) else {
             info.gone = true;
             return info;
         };
@@ -178,21 +215,12 @@ impl Attributor {
             None => gone = true,
         }
         if let Ok(target) = readlinkat(&dirfd, "exe") {
-            let t = target.to_string_lossy();
-            match t.strip_suffix(" (deleted)") {
-                Some(p) => {
-                    info.exe = Some(p.to_owned());
-                    info.exe_deleted = true;
-                }
-                None => info.exe = Some(t.into_owned()),
-            }
+            let (path, deleted) = exe_target(&target);
+            info.exe = Some(path);
+            info.exe_deleted = deleted;
         }
         if let Some(c) = self.read_at(&dirfd, "cmdline") {
-            info.cmdline = c
-                .split('\0')
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect();
+            info.cmdline = cmdline_args(c);
         }
         // Effective uid 0 (the owner of /proc/<pid>, or a non-dumpable process): the uids
         // now, a setuid exec by a non-root user is a finding whatever the profile says.
@@ -208,13 +236,7 @@ impl Attributor {
     /// What only a report or a finding needs, read after the judgement: the uids and, for a
     /// shell, whether its standard input or output is a socket. Left unknown if it is gone.
     pub fn details(&mut self, info: &mut ProcInfo) {
-        let dir = self.proc_root.join(info.pid.to_string());
-        let Ok(dirfd) = openat(
-            AT_FDCWD,
-            &dir,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) else {
+        let Some(dirfd) = self.open_dir(info.pid) else {
             return;
         };
         // The same process still (not a reused pid)?
@@ -235,6 +257,17 @@ impl Attributor {
                 readlinkat(&dirfd, *f).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
             });
         }
+    }
+
+    /// A descriptor of `/proc/<pid>` (`O_PATH`), the files below opened relative to it.
+    fn open_dir(&self, pid: u32) -> Option<OwnedFd> {
+        openat(
+            AT_FDCWD,
+            &self.proc_root.join(pid.to_string()),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
     }
 
     /// `name` under the process directory `dir`, as text (lossy), from the reused buffer;
