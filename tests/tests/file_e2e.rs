@@ -258,7 +258,13 @@ fn file_rules_are_learned_monitored_and_protected_in_containers() {
         out.contains("Operation not permitted") && out.ends_with("rc=1"),
         "EPERM inside the container: {out}"
     );
-    let v = violation_for(api, before, "/etc/app.conf");
+    // The writer's appends before the rule was in force are reported too (as changes the
+    // block rule saw, `alert`): the denial is the one to look at.
+    let v = wait_for(Duration::from_secs(10), "the denial", || {
+        violations(api, before)
+            .into_iter()
+            .find(|e| e["details"]["path"] == "/etc/app.conf" && e["details"]["action"] == "denied")
+    });
     assert_eq!(v["details"]["action"], "denied", "{v}");
     assert_eq!(v["details"]["name"], "sh", "{v}");
     assert_eq!(v["details"]["access"], "open", "{v}");
