@@ -294,6 +294,10 @@ pub struct ScenarioReport {
     pub tsc_hz: Option<u64>,
     /// palisade-dp's EAL initialisation time per round, ms.
     pub palisade_eal_init_ms: Vec<f64>,
+    /// Scenario-specific fields (rule counts, latency, loss, swap times), written beside the
+    /// common ones.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -529,6 +529,7 @@ fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
         reference_rounds_cycles_per_packet: ref_cpp,
         palisade_rounds_cycles_per_packet: dp_cpp,
         palisade_eal_init_ms: eal,
+        extra: serde_json::Map::new(),
         tsc_hz,
     })
 }

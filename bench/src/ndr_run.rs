@@ -211,6 +211,7 @@ impl Ndr<'_> {
             palisade_rounds_cycles_per_packet: Vec::new(),
             tsc_hz: None,
             palisade_eal_init_ms: Vec::new(),
+            extra: serde_json::Map::new(),
         })
     }
 }
