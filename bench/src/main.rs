@@ -2,7 +2,10 @@
 //! `palisade-dp` in the same position, on the same ports and cores, alternating, in one
 //! invocation; prints a table and writes a JSON report.
 //!
-//! Scenario `forward`: a `dpdk-testpmd --forward-mode=txonly` generator owns a memif server
+//! Scenarios `forward`, `protect-10k`, `rule-scaling`, `hitless-update`: `palisade-pktgen`
+//! through the device under test and back, see [`path_run`].
+//!
+//! Scenario `txonly`: a `dpdk-testpmd --forward-mode=txonly` generator owns a memif server
 //! socket; the device under test attaches to it as a memif client and forwards everything to a
 //! `net_null` sink. The rate is the sink's transmit counter over the measurement window. The
 //! generator's busy lcore is pinned to CPU 0, the DUT's worker to CPU 1: two busy pollers, one
@@ -29,7 +32,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod control_run;
-mod ndr_run;
+mod path_run;
 mod policy_run;
 
 /// Benchmarks palisade-dp against dpdk-testpmd in the same run.
@@ -60,14 +63,17 @@ struct Cli {
     /// Where criterion keeps its results (for the `pipeline` scenario).
     #[arg(long, default_value = "target/criterion")]
     criterion: PathBuf,
-    /// Scenarios to run (default: forward, null). Known: forward (memif -> null), null
+    /// Scenarios to run (default: forward, null). Known: forward (palisade-pktgen -> memif ->
+    /// DUT -> memif -> palisade-pktgen: zero-loss rate and latency, no policy), protect-10k
+    /// (the same in protect mode with 10k rules), rule-scaling (10 to 100k rules: established
+    /// and new-flow zero-loss rates), hitless-update (100 policy swaps at 80% of the zero-loss
+    /// rate), txonly (testpmd txonly -> memif -> DUT -> null), null
     /// (null -> null), pipeline (the criterion micro-benchmarks in cycles, next to testpmd's),
     /// policy (the policy engine at 10 to 100k rules: established and new-flow cost, compile
     /// time, swap latency in a running palisade-dp), mode-change (a group's mode change
     /// through the REST API until the dataplane runs it; needs `palisade` next to
-    /// `palisade-dp`), ndr (the zero-loss forwarding rate, RFC 2544, measured by
-    /// `palisade-pktgen` through testpmd io and palisade-dp on memif; needs `palisade-pktgen`
-    /// next to `palisade-dp`).
+    /// `palisade-dp`). The generator-path scenarios need `palisade-pktgen` next to
+    /// `palisade-dp`.
     scenarios: Vec<String>,
 }
 
@@ -438,7 +444,7 @@ fn dp_path(cli: &Cli) -> Result<PathBuf, String> {
 
 fn run_forward(cli: &Cli, source: Source) -> Result<ScenarioReport, String> {
     let name = match source {
-        Source::Memif => "forward",
+        Source::Memif => "txonly",
         Source::Null => "null",
     };
     let rounds = cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 });
@@ -593,7 +599,7 @@ fn main() -> ExitCode {
     let mut mode_change = None;
     for s in &wanted {
         let res = match s.as_str() {
-            "forward" => run_forward(&cli, Source::Memif),
+            "txonly" => run_forward(&cli, Source::Memif),
             "null" => run_forward(&cli, Source::Null),
             "pipeline" => {
                 // Needs testpmd's cycles per packet from this run: the null scenario.
@@ -639,21 +645,28 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 }
             }
-            "ndr" => dp_path(&cli).and_then(|dp| {
-                let tag = format!("pb{}", std::process::id());
-                ndr_run::Ndr {
-                    pktgen: &dp.with_file_name("palisade-pktgen"),
-                    dp: &dp,
-                    testpmd: &cli.testpmd,
-                    tag: &tag,
-                    quick: cli.quick,
-                    rounds: cli.rounds,
-                    size: cli.size,
-                }
-                .run()
-            }),
+            "forward" | "protect-10k" | "rule-scaling" | "hitless-update" => dp_path(&cli)
+                .and_then(|dp| {
+                    let tag = format!("pb{}{}", std::process::id(), s.replace('-', ""));
+                    let b = path_run::Bench {
+                        pktgen: &path_run::pktgen_next_to(&dp),
+                        dp: &dp,
+                        testpmd: &cli.testpmd,
+                        tag: &tag,
+                        quick: cli.quick,
+                        rounds: cli.rounds,
+                        size: cli.size,
+                        runs: std::cell::Cell::new(0),
+                    };
+                    match s.as_str() {
+                        "forward" => b.forward(),
+                        "protect-10k" => b.protect_10k(),
+                        "rule-scaling" => b.rule_scaling(),
+                        _ => b.hitless_update(),
+                    }
+                }),
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, null, pipeline, policy, mode-change, ndr"
+                "unknown scenario `{other}`; known: forward, protect-10k, rule-scaling, hitless-update, txonly, null, pipeline, policy, mode-change"
             )),
         };
         match res {
@@ -665,7 +678,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{:<9} {:<31} {:>8} {:>8} {:>6} {:>8} {:>8} {:>7} {:>8}",
+        "{:<14} {:<31} {:>8} {:>8} {:>6} {:>8} {:>8} {:>7} {:>8}",
         "scenario",
         "reference",
         "ref Mpps",
@@ -678,7 +691,7 @@ fn main() -> ExitCode {
     );
     for s in &report.scenarios {
         println!(
-            "{:<9} {:<31} {:>8.2} {:>8.2} {:>6.3} {:>8.1} {:>8.1} {:>7.3} {:>8.2}",
+            "{:<14} {:<31.31} {:>8.2} {:>8.2} {:>6.3} {:>8.1} {:>8.1} {:>7.3} {:>8.2}",
             s.name,
             s.reference,
             s.reference_mpps,

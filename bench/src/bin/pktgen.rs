@@ -80,6 +80,19 @@ struct Cli {
     /// Write the JSON report here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// After the links are up, send nothing until this file exists (a harness creates it once
+    /// the device under test is ready, e.g. has its policy). Waits up to `--link-timeout` + 120 s.
+    #[arg(long)]
+    wait_for: Option<PathBuf>,
+    /// After writing the report, keep the ports open while this file exists (a harness reads
+    /// the device under test's counters meanwhile; a memif peer sees no disconnection). At most
+    /// 120 s.
+    #[arg(long)]
+    hold_while: Option<PathBuf>,
+    /// With `--ndr`: share of the zero-loss rate at which a last trial measures latency (RFC
+    /// 2544 measures it at the throughput rate: 1.0).
+    #[arg(long, default_value_t = 1.0)]
+    latency_at: f64,
 }
 
 /// A port spec (`key=value,...`) as the body of a `[[dataplane.port]]` table.
@@ -146,6 +159,9 @@ struct Template {
     layout: Layout,
     class: Class,
     seq: u32,
+    generation: u64,
+    /// Frame size asked for (with FCS).
+    size: u16,
 }
 
 /// What a trial measured.
@@ -172,6 +188,8 @@ impl Gen<'_> {
             layout,
             class: flow.class,
             seq: 0,
+            generation,
+            size,
         })
     }
 
@@ -210,6 +228,7 @@ impl Gen<'_> {
         let mut since = 0u64;
         let mut slot = 0u32;
         let count = self.flows.len().max(1);
+        let every_frame_new = self.flows.spec().new_every_frame;
         loop {
             let elapsed = clock.elapsed();
             if !measuring && elapsed >= warm_end {
@@ -250,6 +269,9 @@ impl Gen<'_> {
                 tpl.seq = tpl.seq.wrapping_add(1);
                 classes.push(tpl.class);
                 batch.push(m);
+                if every_frame_new {
+                    *tpl = self.template(slot, tpl.generation + 1, tpl.size)?;
+                }
                 slot = (slot + 1) % count;
             }
             if !batch.is_empty() {
@@ -369,6 +391,15 @@ fn run(cli: &Cli) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    if let Some(path) = &cli.wait_for {
+        let deadline = Instant::now() + Duration::from_secs_f64(cli.link_timeout.max(0.0) + 120.0);
+        while !path.exists() {
+            if Instant::now() >= deadline {
+                return Err(format!("{} did not appear", path.display()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let generator = Gen {
         tx: &tx,
         rx,
@@ -402,10 +433,18 @@ fn run(cli: &Cli) -> Result<(), String> {
                 Next::Done(result) => break (result, top),
             }
         };
+        // Latency at the zero-loss rate (a trial at the maximum would measure queues full).
+        let (rate, last) = match result.rate_pps {
+            Some(pps) if cli.latency_at > 0.0 => {
+                let r = Rate::Pps(((pps * cli.latency_at) as u64).max(1));
+                (r, generator.trial(r, cli.warmup, cli.seconds)?)
+            }
+            _ => (Rate::Max, last),
+        };
         let mut s = RunSummary::new(
             &spec,
             size,
-            Rate::Max,
+            rate,
             last.seconds,
             &last.counters,
             Some(&last.latency),
@@ -426,6 +465,12 @@ fn run(cli: &Cli) -> Result<(), String> {
     if let Some(path) = &cli.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &cli.hold_while {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while path.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     Ok(())
 }

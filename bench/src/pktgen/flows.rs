@@ -359,6 +359,9 @@ pub struct FlowSpec {
     pub allowed_ppm: u32,
     /// Fresh flows per second replacing the oldest (0: the set never changes).
     pub new_per_sec: u64,
+    /// Every frame is the first of a fresh flow (`new=every`): after a slot is sent, its next
+    /// generation replaces it. Measures a device's new-session rate; `new_per_sec` is then 0.
+    pub new_every_frame: bool,
     /// Seed of the 5-tuple permutation.
     pub seed: u64,
 }
@@ -386,6 +389,7 @@ impl Default for FlowSpec {
             },
             allowed_ppm: PPM,
             new_per_sec: 0,
+            new_every_frame: false,
             seed: 0,
         }
     }
@@ -412,7 +416,8 @@ impl FromStr for FlowSpec {
 
     /// Comma-separated `key=value` items over [`FlowSpec::default`]: `count`, `proto`
     /// (`tcp`/`udp`), `src`, `dst` (see [`AddrRange`]), `sport`, `dport`, `deny-dport` (see
-    /// [`PortRange`]), `allowed` (`80%` or `0.8`), `new` (flows per second), `seed`.
+    /// [`PortRange`]), `allowed` (`80%` or `0.8`), `new` (flows per second, or `every`: each
+    /// frame opens a fresh flow), `seed`.
     fn from_str(s: &str) -> Result<Self, FlowError> {
         let mut spec = FlowSpec::default();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -438,7 +443,14 @@ impl FromStr for FlowSpec {
                 "dport" => spec.dport = v.parse().map_err(|e| bad(k, v, e))?,
                 "deny-dport" => spec.deny_dport = v.parse().map_err(|e| bad(k, v, e))?,
                 "allowed" => spec.allowed_ppm = parse_share(v).map_err(|e| bad(k, v, e))?,
-                "new" => spec.new_per_sec = num(v)?,
+                "new" if v == "every" => {
+                    spec.new_per_sec = 0;
+                    spec.new_every_frame = true;
+                }
+                "new" => {
+                    spec.new_per_sec = num(v)?;
+                    spec.new_every_frame = false;
+                }
                 "seed" => spec.seed = num(v)?,
                 _ => return Err(FlowError::UnknownKey(k.into())),
             }
@@ -460,7 +472,11 @@ impl fmt::Display for FlowSpec {
             self.dport,
             self.deny_dport,
             f64::from(self.allowed_ppm) / 10_000.0,
-            self.new_per_sec,
+            if self.new_every_frame {
+                "every".to_owned()
+            } else {
+                self.new_per_sec.to_string()
+            },
             self.seed
         )
     }
@@ -789,6 +805,16 @@ mod tests {
             125_000
         );
         assert_eq!("".parse::<FlowSpec>().unwrap(), FlowSpec::default());
+        let every: FlowSpec = "new=every".parse().unwrap();
+        assert!(every.new_every_frame);
+        assert_eq!(every.new_per_sec, 0);
+        assert_eq!(every.to_string().parse::<FlowSpec>().unwrap(), every);
+        assert!(
+            !"new=every,new=5"
+                .parse::<FlowSpec>()
+                .unwrap()
+                .new_every_frame
+        );
     }
 
     #[test]

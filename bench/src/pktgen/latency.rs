@@ -135,7 +135,21 @@ impl Histogram {
         Some(self.max)
     }
 
-    /// Count, min, p50, p99, p99.9, max and mean.
+    /// The non-empty buckets in ascending order, each with its highest value (capped at the
+    /// largest value recorded): the distribution, for charts.
+    pub fn buckets(&self) -> Vec<Bucket> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, &count)| Bucket {
+                le_ns: highest(i).min(self.max),
+                count,
+            })
+            .collect()
+    }
+
+    /// Count, min, p50, p99, p99.9, max, mean and the buckets.
     pub fn summary(&self) -> LatencySummary {
         let q = |q| self.quantile(q).unwrap_or(0);
         LatencySummary {
@@ -146,12 +160,22 @@ impl Histogram {
             p999_ns: q(0.999),
             max_ns: self.max().unwrap_or(0),
             mean_ns: self.mean().unwrap_or(0.0),
+            histogram: self.buckets(),
         }
     }
 }
 
+/// One bucket of a [`Histogram`]: `count` values at most `le_ns`, above the previous bucket's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// Highest value in the bucket, ns.
+    pub le_ns: u64,
+    /// Values in it.
+    pub count: u64,
+}
+
 /// Latency percentiles of a run (all 0 when nothing was measured).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LatencySummary {
     /// Frames measured.
     pub count: u64,
@@ -167,6 +191,8 @@ pub struct LatencySummary {
     pub max_ns: u64,
     /// Mean, ns.
     pub mean_ns: f64,
+    /// The non-empty buckets ([`Histogram::buckets`]).
+    pub histogram: Vec<Bucket>,
 }
 
 #[cfg(test)]
@@ -239,6 +265,19 @@ mod tests {
         assert!(within_bound(1_000, h.quantile(0.999).unwrap()));
         assert!(within_bound(1_000_000, h.quantile(0.9991).unwrap()));
         assert_eq!(h.max(), Some(1_000_000));
+        let b = h.buckets();
+        assert_eq!(b.len(), 2, "{b:?}");
+        assert!(
+            within_bound(1_000, b[0].le_ns) && b[0].count == 9_990,
+            "{b:?}"
+        );
+        assert_eq!(
+            b[1],
+            Bucket {
+                le_ns: 1_000_000,
+                count: 10
+            }
+        );
     }
 
     #[test]
