@@ -124,7 +124,7 @@ impl Ndr<'_> {
         };
         let mut pktgen = Command::new(self.pktgen)
             .args(["--port", &port("a.sock"), "--rx-port", &port("b.sock")])
-            .args(["--flows", "count=10000", "--size"])
+            .args(["--flows", bench::pktgen::flows::NDR_FLOWS, "--size"])
             .arg(self.size.to_string())
             .args(["--ndr", "--seconds", seconds, "--warmup", warmup])
             .args([
