@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod charts;
 pub mod pktgen;
 pub mod policy_gen;
 

@@ -36,7 +36,7 @@ use dataplane::policy::{Action, Group, Mode, Policy, PortSpec, Rule, Workload};
 use serde_json::{Map, Value, json};
 
 /// Flows of `forward` and `protect-10k`: 10k UDP flows 198.18.0.1:* -> 198.19.0.1:5201.
-const ESTABLISHED: &str = "count=10000";
+const ESTABLISHED: &str = bench::pktgen::flows::NDR_FLOWS;
 /// Flows of the new-flow rate: each frame a fresh flow from 198.18.0.0/16 (65534 x 64512
 /// 5-tuples, so none repeats within a trial).
 const NEW_FLOWS: &str = "count=10000,src=198.18.0.0/16,new=every";

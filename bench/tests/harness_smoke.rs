@@ -1,16 +1,17 @@
-//! The benchmark harness (`scripts/bench.sh`) in CI: `palisade-bench --quick` runs the `null`
-//! scenario (testpmd io vs palisade-dp, null -> null) and the `ndr` scenario (the zero-loss
-//! search of `palisade-pktgen` through testpmd io and palisade-dp over memif) and must write a
-//! well-formed report. Needs root, hugepages, `dpdk-testpmd` and the workspace's binaries
-//! (`palisade-dp` next to `palisade-bench`). No speed is asserted.
+//! The benchmark harness (`scripts/bench.sh`) in CI: `palisade-bench --quick` runs each
+//! scenario for a few seconds and must write a well-formed report: `null` (testpmd io vs
+//! palisade-dp, null -> null), `forward` (the zero-loss search of `palisade-pktgen` through
+//! testpmd io and palisade-dp over memif, with latency), `protect-10k`, `rule-scaling` and
+//! `hitless-update`. Needs root, hugepages, `dpdk-testpmd` and the workspace's binaries
+//! (`palisade-dp` and `palisade-pktgen` next to `palisade-bench`). No speed is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn null_and_ndr_scenarios_write_a_well_formed_report() {
+/// Runs `palisade-bench --quick` with `scenarios`; returns the report.
+fn run(scenarios: &[&str]) -> Value {
     let bench = std::path::PathBuf::from(env!("CARGO_BIN_EXE_palisade-bench"));
     let dp = bench.with_file_name("palisade-dp");
     assert!(
@@ -29,7 +30,7 @@ fn null_and_ndr_scenarios_write_a_well_formed_report() {
         .arg(&dp)
         .arg("--out")
         .arg(&out)
-        .args(["null", "ndr"])
+        .args(scenarios)
         .output()
         .unwrap();
     assert!(
@@ -47,7 +48,7 @@ fn null_and_ndr_scenarios_write_a_well_formed_report() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["null", "ndr"], "{r}");
+    assert_eq!(names, scenarios, "{r}");
     for s in r["scenarios"].as_array().unwrap() {
         assert!(
             s["reference"].as_str().is_some_and(|x| !x.is_empty()),
@@ -58,4 +59,58 @@ fn null_and_ndr_scenarios_write_a_well_formed_report() {
         }
         assert_eq!(s["packet_bytes"], 64, "{s}");
     }
+    r
+}
+
+fn latency_ok(l: &Value) -> bool {
+    l["p50_ns"].as_u64().is_some_and(|v| v > 0)
+        && l["p999_ns"].as_u64() >= l["p50_ns"].as_u64()
+        && l["histogram"].as_array().is_some_and(|h| !h.is_empty())
+}
+
+#[test]
+fn null_and_forward_write_a_well_formed_report() {
+    let r = run(&["null", "forward"]);
+    let fw = &r["scenarios"][1];
+    assert!(latency_ok(&fw["reference_latency"]), "{fw}");
+    assert!(latency_ok(&fw["palisade_latency"]), "{fw}");
+}
+
+#[test]
+fn protect_scenarios_write_a_well_formed_report() {
+    let r = run(&["protect-10k", "rule-scaling", "hitless-update"]);
+    let p = &r["scenarios"][0];
+    assert!(p["rules"].as_u64().is_some_and(|n| n >= 10_000), "{p}");
+    // Every flow is allowed: a drop would be a wrong verdict.
+    assert_eq!(p["palisade_policy_drops"], 0, "{p}");
+    assert!(
+        p["palisade_evaluations"].as_u64().is_some_and(|n| n > 0),
+        "{p}"
+    );
+    let s = &r["scenarios"][1];
+    let rules: Vec<u64> = s["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rules"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rules, [10, 1_000, 10_000, 100_000], "{s}");
+    for x in s["sizes"].as_array().unwrap() {
+        assert!(
+            x["established_mpps"].as_f64().is_some_and(|v| v > 0.0),
+            "{x}"
+        );
+        assert!(
+            x["new_flows_per_s"].as_f64().is_some_and(|v| v > 0.0),
+            "{x}"
+        );
+    }
+    let h = &r["scenarios"][2];
+    // Denied frames that passed while the policy was swapped: a verdict neither version gives.
+    assert_eq!(h["mixed_verdicts"], 0, "{h}");
+    assert!(h["swap_us_max"].as_f64().is_some(), "{h}");
+    let done = h["rounds"][0]["with_swaps"]["swaps"]["done"]
+        .as_u64()
+        .unwrap();
+    assert!(done > 0, "{h}");
 }

@@ -334,6 +334,12 @@ impl FromStr for PortRange {
     }
 }
 
+/// The flow set the harness's `forward`, `protect-10k` and `rule-scaling` (established)
+/// scenarios send (`palisade-pktgen --flows`), and the one
+/// the Pktgen-DPDK and TRex profiles in `bench/profiles/` reproduce for physical NICs
+/// (`bench/tests/profiles.rs` keeps them in step).
+pub const NDR_FLOWS: &str = "count=10000";
+
 /// Parts per million in 100%.
 pub const PPM: u32 = 1_000_000;
 
