@@ -18,6 +18,7 @@ pub mod config;
 pub mod conntrack;
 pub mod ctl;
 pub mod dpi;
+mod hugemem;
 pub mod pipeline;
 pub mod policy;
 pub mod preflight;

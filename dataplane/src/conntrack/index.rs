@@ -39,6 +39,7 @@ impl Index {
         buckets
             .try_reserve_exact(n)
             .map_err(|_| ConfigError::OutOfMemory)?;
+        crate::hugemem::advise(&buckets);
         buckets.resize(n, EMPTY);
         Ok(Index {
             buckets,

@@ -59,6 +59,7 @@ impl<T: Default> Table<T> {
         sessions
             .try_reserve_exact(cfg.capacity)
             .map_err(|_| ConfigError::OutOfMemory)?;
+        crate::hugemem::advise(&sessions);
         sessions.resize_with(cfg.capacity, Session::default);
         let mut free = Vec::new();
         free.try_reserve_exact(cfg.capacity)
