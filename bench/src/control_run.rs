@@ -18,9 +18,10 @@
 //! 2. **Mode change -> enforcement.** The client group in monitor; the server group flipped
 //!    between monitor and protect through `PATCH /v1/groups/auto.server`. A flow no rule
 //!    allows (client -> server port 5002) is probed from the client namespace, a new
-//!    connection every 2 ms, from just before the PATCH is sent: the time until the first
-//!    probe that is blocked (after a change to protect) or that echoes again (after a change to
-//!    monitor), taken when the probe ended. Beside it, the time until the dataplane's running
+//!    connection every 2 ms (without waiting for the previous one to end), from just before the
+//!    PATCH is sent: the time until a probe ended blocked (after a change to protect; with
+//!    `tcp_reset`, the default, a RST answers its SYN) or echoing again (after a change to
+//!    monitor). Beside it, the time until the dataplane's running
 //!    policy generation (polled through `GET /v1/stats`, which asks the dataplane) is newer
 //!    than before the change, as scenario `mode-change` measured it before. The goal is
 //!    100 ms for both.
@@ -54,7 +55,7 @@ const LEARN_BATCH_MS: f64 = 1000.0;
 /// A probe's connect and echo timeout: a dataplane that drops without a RST shows as a
 /// timeout this much after the probe started.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
-/// Pause between two probes.
+/// Time between the starts of two probes.
 const PROBE_GAP: Duration = Duration::from_millis(2);
 /// Longest wait for any one measurement.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -508,12 +509,15 @@ struct Seen {
     at_ms: f64,
     /// What it saw.
     exchange: Exchange,
-    /// Probes sent until then, this one included.
+    /// Probes started by then.
     probes: u32,
 }
 
-/// Probes `to` from `ns` until an exchange echoes (`want_echo`) or does not. `None` after
-/// [`LIMIT`] or when stopped.
+/// Probes `to` from `ns` until an exchange echoes (`want_echo`) or does not: a new probe every
+/// [`PROBE_GAP`], each on a thread of its own (threads inherit the namespace of the thread
+/// that starts them), so that a probe cut off in mid-exchange by the change, which only its
+/// timeout reveals, does not hold back the probes started after it. The first probe to end
+/// with the wanted outcome is the one seen. `None` after [`LIMIT`] or when stopped.
 fn probe_until(
     ns: &Netns,
     to: SocketAddr,
@@ -522,21 +526,30 @@ fn probe_until(
     stop: &'static AtomicBool,
 ) -> std::thread::JoinHandle<Result<Option<Seen>, NetError>> {
     ns.spawn(move || {
-        let mut n = 0;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut probes = 0;
         loop {
-            let x = exchange(to, PROBE_TIMEOUT);
-            n += 1;
-            if (x == Exchange::Echoed) == want_echo {
-                return Some(Seen {
-                    at_ms: ms(t0.elapsed()),
-                    exchange: x,
-                    probes: n,
-                });
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let x = exchange(to, PROBE_TIMEOUT);
+                let _ = tx.send((ms(t0.elapsed()), x));
+            });
+            probes += 1;
+            let next = Instant::now() + PROBE_GAP;
+            while let Ok((at_ms, x)) =
+                rx.recv_timeout(next.saturating_duration_since(Instant::now()))
+            {
+                if (x == Exchange::Echoed) == want_echo {
+                    return Some(Seen {
+                        at_ms,
+                        exchange: x,
+                        probes,
+                    });
+                }
             }
             if t0.elapsed() > LIMIT || stop.load(Ordering::Relaxed) {
                 return None;
             }
-            std::thread::sleep(PROBE_GAP);
         }
     })
 }
