@@ -15,7 +15,9 @@
 #   null            null -> null, no generator
 #   pipeline        criterion micro-benchmarks in cycles, next to testpmd's
 #   policy          policy engine at 10 to 100k rules, swap latency in palisade-dp
-#   mode-change     REST mode change until the dataplane runs it
+#   control         palisade up between two namespaces: REST mode change until the dataplane
+#                   runs it and until the traffic shows it; a new connection until its learned
+#                   rule is in the API (alias: mode-change)
 # Then (not with --quick) draws docs/benchmarks/{rule-scaling,latency}.svg from the report.
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
@@ -48,7 +50,7 @@ if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; the
   cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
 fi
 if ((${#scenarios[@]} == 0)); then
-  set -- "$@" forward protect-10k rule-scaling hitless-update txonly null pipeline policy mode-change
+  set -- "$@" forward protect-10k rule-scaling hitless-update txonly null pipeline policy control
 fi
 target/release/palisade-bench --dp target/release/palisade-dp "$@"
 # Charts of rule scaling and latency (docs/benchmarks/*.svg) from the scenarios that carry

@@ -1,6 +1,6 @@
 //! Pieces of the benchmark harness that need no DPDK: reading packet counters out of
 //! `dpdk-testpmd`'s and `palisade-dp`'s periodic statistics, turning counter samples into
-//! rates, and the JSON report.
+//! rates, the JSON report, and network namespaces for scenarios that move real traffic.
 //!
 //! Rates are computed the same way for the reference and for Palisade: counter samples
 //! timestamped by the harness as the lines arrive, differenced over the measurement window.
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub mod charts;
+pub mod netns;
 pub mod pktgen;
 pub mod policy_gen;
 

@@ -70,9 +70,11 @@ struct Cli {
     /// rate), txonly (testpmd txonly -> memif -> DUT -> null), null
     /// (null -> null), pipeline (the criterion micro-benchmarks in cycles, next to testpmd's),
     /// policy (the policy engine at 10 to 100k rules: established and new-flow cost, compile
-    /// time, swap latency in a running palisade-dp), mode-change (a group's mode change
-    /// through the REST API until the dataplane runs it; needs `palisade` next to
-    /// `palisade-dp`). The generator-path scenarios need `palisade-pktgen` next to
+    /// time, swap latency in a running palisade-dp), control (through `palisade up` and real
+    /// traffic between two namespaces: a group's mode change through the REST API until the
+    /// dataplane runs it and until the traffic shows it, and a new connection until its
+    /// learned rule is listed by the API; needs `palisade` next to `palisade-dp`; alias
+    /// mode-change). The generator-path scenarios need `palisade-pktgen` next to
     /// `palisade-dp`.
     scenarios: Vec<String>,
 }
@@ -596,7 +598,7 @@ fn main() -> ExitCode {
         pipeline: None,
         policy: None,
     };
-    let mut mode_change = None;
+    let mut control = None;
     for s in &wanted {
         let res = match s.as_str() {
             "txonly" => run_forward(&cli, Source::Memif),
@@ -627,19 +629,15 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 }
             }
-            "mode-change" => {
+            "control" | "mode-change" => {
                 let tag = format!("pb{}", std::process::id());
-                let changes = if cli.quick { 5 } else { 30 };
+                let (changes, connections) = if cli.quick { (4, 3) } else { (30, 20) };
                 match dp_path(&cli).and_then(|dp| {
                     let palisade = dp.with_file_name("palisade");
-                    control_run::run(&palisade, &dp, &tag, changes)
+                    control_run::run(&palisade, &dp, &tag, changes, connections)
                 }) {
-                    Ok(m) => {
-                        println!(
-                            "mode change -> dataplane: median {:.1} ms, max {:.1} ms over {} changes (goal {:.0} ms)",
-                            m.median_ms, m.max_ms, m.changes, m.goal_ms
-                        );
-                        mode_change = Some(m);
+                    Ok(c) => {
+                        control = Some(c);
                         continue;
                     }
                     Err(e) => Err(e),
@@ -666,7 +664,7 @@ fn main() -> ExitCode {
                     }
                 }),
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, protect-10k, rule-scaling, hitless-update, txonly, null, pipeline, policy, mode-change"
+                "unknown scenario `{other}`; known: forward, protect-10k, rule-scaling, hitless-update, txonly, null, pipeline, policy, control (alias mode-change)"
             )),
         };
         match res {
@@ -721,6 +719,9 @@ fn main() -> ExitCode {
     if let Some(p) = &report.policy {
         policy_run::print(p);
     }
+    if let Some(c) = &control {
+        control_run::print(c);
+    }
     let mut json = match serde_json::to_value(&report) {
         Ok(v) => v,
         Err(e) => {
@@ -728,10 +729,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let (Some(m), Some(obj)) = (&mode_change, json.as_object_mut()) {
+    if let (Some(c), Some(obj)) = (&control, json.as_object_mut()) {
         obj.insert(
-            "mode_change".into(),
-            serde_json::to_value(m).unwrap_or_default(),
+            "control".into(),
+            serde_json::to_value(c).unwrap_or_default(),
         );
     }
     if let Some(parent) = cli.out.parent() {
