@@ -37,7 +37,7 @@ pub struct Ndr<'a> {
 }
 
 /// Stops a child by pid (SIGTERM, then SIGKILL after 5 s) and reaps it.
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -51,63 +51,104 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-impl Ndr<'_> {
-    fn dut(&self, reference: bool, dir: &Path, round: u32) -> Result<Child, String> {
-        let (a, b) = (dir.join("a.sock"), dir.join("b.sock"));
-        let mut cmd = if reference {
-            let mut cmd = Command::new(self.testpmd);
-            // The same lcores as palisade-dp's `lcores = "0-1"`: main on CPU 0 (mostly asleep,
-            // beside the generator), the forwarding lcore on CPU 1.
-            cmd.args([
-                "-l",
-                "0-1",
-                "--in-memory",
-                "--no-pci",
-                "--no-telemetry",
-                "--file-prefix",
-            ])
-            .arg(format!("{}ref{round}", self.tag))
-            .arg("--vdev")
-            .arg(format!(
-                "net_memif_a,role=client,socket={},socket-abstract=no",
-                a.display()
-            ))
-            .arg("--vdev")
-            .arg(format!(
-                "net_memif_b,role=client,socket={},socket-abstract=no",
-                b.display()
-            ))
-            .args([
-                "--",
-                "--forward-mode=io",
-                "--nb-cores=1",
-                "--stats-period=1",
-                "--total-num-mbufs=32767",
-            ]);
-            cmd
-        } else {
-            let cfg = dir.join(format!("dp{round}.toml"));
-            let text = format!(
-                "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{tag}dp{round}\"\nidle = \"busy\"\nmbufs = 32767\n\
-                 [[dataplane.port]]\nname = \"a\"\nkind = \"memif\"\nsocket = \"{a}\"\nrole = \"client\"\nabstract = false\n\
-                 [[dataplane.port]]\nname = \"b\"\nkind = \"memif\"\nsocket = \"{b}\"\nrole = \"client\"\nabstract = false\n\
-                 [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
-                tag = self.tag,
-                a = a.display(),
-                b = b.display(),
-            );
-            std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
-            let mut cmd = Command::new(self.dp);
-            cmd.arg("--config").arg(&cfg);
-            cmd
-        };
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start the device under test: {e}"))
+/// The device under test forwarding between two ports, each given as the body of a
+/// `[[dataplane.port]]` table (`name = "a"`, `kind = ...`): `dpdk-testpmd --forward-mode=io`
+/// (`reference`) or `palisade-dp` with no policy (everything forwarded). testpmd's `--vdev`s
+/// are the devargs palisade-dp hands DPDK for the same tables, so both drive the same PMDs
+/// with the same settings. Both run with the same lcores: main on CPU 0 (mostly asleep,
+/// beside the generator), the forwarding lcore on CPU 1. `prefix` makes the EAL file prefix
+/// unique; palisade-dp's config and control socket go to `dir`. Not started.
+pub(crate) fn dut_command(
+    testpmd: &Path,
+    dp: &Path,
+    reference: bool,
+    prefix: &str,
+    dir: &Path,
+    ports: [&str; 2],
+) -> Result<Command, String> {
+    let mut parsed = Vec::with_capacity(2);
+    for body in ports {
+        parsed.push(
+            dataplane::config::parse_port(body, Path::new("device under test port"))
+                .map_err(|e| e.to_string())?,
+        );
     }
+    if reference {
+        let mut cmd = Command::new(testpmd);
+        cmd.args(["-l", "0-1", "--in-memory", "--no-pci", "--no-telemetry"])
+            .arg("--file-prefix")
+            .arg(format!("{prefix}ref"));
+        for p in &parsed {
+            cmd.arg("--vdev").arg(p.devargs());
+        }
+        cmd.args([
+            "--",
+            "--forward-mode=io",
+            "--nb-cores=1",
+            "--stats-period=1",
+            "--total-num-mbufs=32767",
+        ]);
+        Ok(cmd)
+    } else {
+        let cfg = dir.join(format!("{prefix}dp.toml"));
+        let names: Vec<&str> = parsed.iter().map(|p| p.name.as_str()).collect();
+        let mut text = format!(
+            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{prefix}dp\"\nidle = \"busy\"\nmbufs = 32767\nsocket = \"{}\"\n",
+            dir.join(format!("{prefix}dp.sock")).display()
+        );
+        for body in ports {
+            text.push_str("[[dataplane.port]]\n");
+            text.push_str(body);
+        }
+        text.push_str(&format!(
+            "[[dataplane.pair]]\nports = [\"{}\", \"{}\"]\n",
+            names[0], names[1]
+        ));
+        std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
+        let mut cmd = Command::new(dp);
+        cmd.arg("--config").arg(&cfg);
+        Ok(cmd)
+    }
+}
 
+/// A zero-loss scenario's report from every round's rates (Mpps, run order): best of the
+/// rounds on each side (a whole round on these shared VMs sometimes runs slow for both
+/// alike), medians beside them; no cycle counts.
+pub(crate) fn report(
+    name: &str,
+    reference: &str,
+    reference_rounds: Vec<f64>,
+    palisade_rounds: Vec<f64>,
+    packet_bytes: u32,
+) -> ScenarioReport {
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (r, p) = (best(&reference_rounds), best(&palisade_rounds));
+    ScenarioReport {
+        name: name.into(),
+        reference: reference.into(),
+        reference_mpps: r,
+        palisade_mpps: p,
+        ratio: if r > 0.0 { p / r } else { 0.0 },
+        reference_cycles_per_packet: 0.0,
+        palisade_cycles_per_packet: 0.0,
+        cycle_ratio: 0.0,
+        offered_mpps: 0.0,
+        reference_median_mpps: median(&reference_rounds).unwrap_or(0.0),
+        palisade_median_mpps: median(&palisade_rounds).unwrap_or(0.0),
+        reference_median_cycles_per_packet: 0.0,
+        palisade_median_cycles_per_packet: 0.0,
+        packet_bytes,
+        reference_rounds,
+        palisade_rounds,
+        reference_rounds_cycles_per_packet: Vec::new(),
+        palisade_rounds_cycles_per_packet: Vec::new(),
+        tsc_hz: None,
+        palisade_eal_init_ms: Vec::new(),
+        extra: serde_json::Map::new(),
+    }
+}
+
+impl Ndr<'_> {
     fn round(&self, reference: bool, round: u32) -> Result<Side, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let json = dir.path().join("pktgen.json");
@@ -153,7 +194,28 @@ impl Ndr<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let dut = match self.dut(reference, dir.path(), round) {
+        let memif = |name: &str| {
+            format!(
+                "name = \"{name}\"\nkind = \"memif\"\nsocket = \"{}\"\nrole = \"client\"\nabstract = false\n",
+                dir.path().join(format!("{name}.sock")).display()
+            )
+        };
+        let dut = dut_command(
+            self.testpmd,
+            self.dp,
+            reference,
+            &format!("{}{round}", self.tag),
+            dir.path(),
+            [&memif("a"), &memif("b")],
+        )
+        .and_then(|mut cmd| {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("start the device under test: {e}"))
+        });
+        let dut = match dut {
             Ok(d) => d,
             Err(e) => {
                 stop(pktgen);
@@ -188,30 +250,12 @@ impl Ndr<'_> {
                 palisade[palisade.len() - 1]
             );
         }
-        let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-        let (r, p) = (best(&reference), best(&palisade));
-        Ok(ScenarioReport {
-            name: "ndr".into(),
-            reference: "dpdk-testpmd --forward-mode=io, memif -> memif, zero loss".into(),
-            reference_mpps: r,
-            palisade_mpps: p,
-            ratio: if r > 0.0 { p / r } else { 0.0 },
-            reference_cycles_per_packet: 0.0,
-            palisade_cycles_per_packet: 0.0,
-            cycle_ratio: 0.0,
-            offered_mpps: 0.0,
-            reference_median_mpps: median(&reference).unwrap_or(0.0),
-            palisade_median_mpps: median(&palisade).unwrap_or(0.0),
-            reference_median_cycles_per_packet: 0.0,
-            palisade_median_cycles_per_packet: 0.0,
-            packet_bytes: self.size,
-            reference_rounds: reference,
-            palisade_rounds: palisade,
-            reference_rounds_cycles_per_packet: Vec::new(),
-            palisade_rounds_cycles_per_packet: Vec::new(),
-            tsc_hz: None,
-            palisade_eal_init_ms: Vec::new(),
-            extra: serde_json::Map::new(),
-        })
+        Ok(report(
+            "ndr",
+            "dpdk-testpmd --forward-mode=io, memif -> memif, zero loss",
+            reference,
+            palisade,
+            self.size,
+        ))
     }
 }
