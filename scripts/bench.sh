@@ -10,7 +10,11 @@
 #                                              (REST mode change until the dataplane runs it),
 #                                              ndr (zero-loss rate, RFC 2544, measured by
 #                                              palisade-pktgen through testpmd io and
-#                                              palisade-dp on memif); default: all
+#                                              palisade-dp on memif), veth (the same search
+#                                              over veth pairs in a namespace of its own, with
+#                                              af_packet and with af_xdp: the container path;
+#                                              entries veth-af_packet, veth-af_xdp); default:
+#                                              all
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.
@@ -35,6 +39,6 @@ if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; the
   cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
 fi
 if ((${#scenarios[@]} == 0)); then
-  set -- "$@" forward null pipeline policy mode-change ndr
+  set -- "$@" forward null pipeline policy mode-change ndr veth
 fi
 exec target/release/palisade-bench --dp target/release/palisade-dp "$@"

@@ -31,6 +31,7 @@ use nix::unistd::Pid;
 mod control_run;
 mod ndr_run;
 mod policy_run;
+mod veth_run;
 
 /// Benchmarks palisade-dp against dpdk-testpmd in the same run.
 #[derive(Debug, Parser)]
@@ -67,7 +68,8 @@ struct Cli {
     /// through the REST API until the dataplane runs it; needs `palisade` next to
     /// `palisade-dp`), ndr (the zero-loss forwarding rate, RFC 2544, measured by
     /// `palisade-pktgen` through testpmd io and palisade-dp on memif; needs `palisade-pktgen`
-    /// next to `palisade-dp`).
+    /// next to `palisade-dp`), veth (the same search over veth pairs in a namespace of its own,
+    /// af_packet and af_xdp: the container path; two entries, veth-af_packet and veth-af_xdp).
     scenarios: Vec<String>,
 }
 
@@ -652,8 +654,27 @@ fn main() -> ExitCode {
                 }
                 .run()
             }),
+            "veth" => match dp_path(&cli).and_then(|dp| {
+                let tag = format!("pb{}", std::process::id());
+                veth_run::Veth {
+                    pktgen: &dp.with_file_name("palisade-pktgen"),
+                    dp: &dp,
+                    testpmd: &cli.testpmd,
+                    tag: &tag,
+                    quick: cli.quick,
+                    rounds: cli.rounds,
+                    size: cli.size,
+                }
+                .run()
+            }) {
+                Ok(entries) => {
+                    report.scenarios.extend(entries);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, null, pipeline, policy, mode-change, ndr"
+                "unknown scenario `{other}`; known: forward, null, pipeline, policy, mode-change, ndr, veth"
             )),
         };
         match res {
