@@ -1,10 +1,11 @@
-//! Scenario `veth`: the container path. A network namespace of the harness's own holds two
-//! veth pairs, `g0`-`d0` and `g1`-`d1`; `palisade-pktgen` (one lcore, CPU 0) sends on `g0` and
-//! receives on `g1`, and the device under test forwards `d0` -> `d1` (its worker on CPU 1, its
-//! main lcore on CPU 0): `dpdk-testpmd --forward-mode=io` as the reference, then `palisade-dp`
-//! (no policy), on the same veths, cores and PMD settings, alternating per round. The rate is
-//! pktgen's RFC 2544 zero-loss rate (`--ndr`), best of the rounds, once with `net_af_packet`
-//! on all four ends (`veth-af_packet`) and once with `net_af_xdp` (`veth-af_xdp`).
+//! Scenario `veth`: the container path. Two network namespaces of the harness's own, the
+//! generator's and the device under test's, joined by two veth pairs, `g0`-`d0` and `g1`-`d1`
+//! (see [`Bed`]); `palisade-pktgen` (one lcore, CPU 0) sends on `g0` and receives on `g1`,
+//! and the device under test forwards `d0` -> `d1` (its worker on CPU 1, its main lcore on
+//! CPU 0): `dpdk-testpmd --forward-mode=io` as the reference, then `palisade-dp` (no policy),
+//! on the same veths, cores and PMD settings, alternating per round. The rate is pktgen's
+//! RFC 2544 zero-loss rate (`--ndr`), best of the rounds, once with `net_af_packet` on all four
+//! ends (`veth-af_packet`) and once with `net_af_xdp` (`veth-af_xdp`).
 //!
 //! The kernel's veth path is shared work: a frame sent on `g0` is delivered into `d0`'s
 //! socket by the sending CPU (the generator's), one sent on `d1` into `g1`'s by the device
@@ -12,14 +13,17 @@
 //! pktgen offered and got back at its maximum rate (the search's first trial), per side and
 //! round.
 //!
-//! af_xdp on veth: every end runs the PMD's XDP program, attached in native (driver) mode;
-//! veth has no zero-copy, so the XSK sockets run in copy mode. A veth only runs its NAPI
-//! receive path (where native XDP runs) when its own end has an XDP program or GRO on: a
-//! frame sent from an XSK on `g0` leaves as an skb through `veth_xmit`, and reaches `d0`'s
-//! XDP program, and so its XSK, only because `d0` has one. Here every receiving end (`d0`,
-//! `g1`) has the PMD's program, so no GRO and no dummy program on the peers are needed. An
-//! af_xdp failure (no XDP, no BPF, an old libbpf) does not fail the run: the entry is written
-//! with zero rates and the error in `error`.
+//! af_xdp on veth: each PMD attaches its XDP program (the one `net_af_xdp` loads through
+//! libxdp; without a bpffs in the namespace libxdp loads it alone, without its dispatcher) to
+//! its veth end in native mode, which veth has, and binds its XSK socket in copy mode (veth
+//! has no zero-copy). The known veth limit, that a frame sent into a veth by XDP (`XDP_TX`, or
+//! `XDP_REDIRECT` to the device) is dropped unless the veth's peer has an XDP program or GRO
+//! on (so that the peer runs NAPI), does not arise: the programs redirect only into XSK
+//! sockets, an XSK in copy mode transmits through `veth_xmit` as an skb, and the receiving end
+//! (`d0`, `g1`) has its own program anyway, which puts it on the NAPI path where native XDP
+//! runs. So no GRO and no extra program are needed. An af_xdp failure (no XDP, no BPF, an old
+//! libbpf) does not fail the run: the entry is written with zero rates and the error in
+//! `error`.
 
 use std::fs::File;
 use std::path::Path;
@@ -109,7 +113,7 @@ fn run_cmd(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// A network namespace with the two veth pairs, deleted (with the veths in it) on drop.
+/// A network namespace, deleted (with the veth ends in it) on drop.
 #[derive(Debug)]
 struct Netns {
     name: String,
@@ -126,19 +130,6 @@ impl Netns {
                 ns.exec("sysctl")
                     .args(["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")]),
             )?;
-        }
-        for (g, d) in [("g0", "d0"), ("g1", "d1")] {
-            run_cmd(Command::new("ip").args([
-                "-n", name, "link", "add", g, "type", "veth", "peer", "name", d,
-            ]))?;
-        }
-        for i in ["g0", "g1", "d0", "d1"] {
-            // The offloads palisade's own plumbing turns off on a container's veths
-            // (control/src/plumb/kernel.rs): the path measured is the path it runs.
-            run_cmd(ns.exec("ethtool").args([
-                "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-            ]))?;
-            run_cmd(Command::new("ip").args(["-n", name, "link", "set", i, "up"]))?;
         }
         Ok(ns)
     }
@@ -163,6 +154,47 @@ impl Drop for Netns {
         if let Err(e) = run_cmd(Command::new("ip").args(["netns", "del", &self.name])) {
             eprintln!("veth: cannot remove network namespace {}: {e}", self.name);
         }
+    }
+}
+
+/// The generator's namespace (`g0`, `g1`) and the device under test's (`d0`, `d1`), joined by
+/// the veth pairs `g0`-`d0` and `g1`-`d1`, as a container's veth joins two namespaces. Not one
+/// namespace for all four: `net_af_packet` (DPDK 22.11) puts each socket in the
+/// `PACKET_FANOUT` group numbered `pid ^ ifindex`, group numbers are per namespace, and a
+/// generator and a device under test in the same one collided now and then (`could not set
+/// PACKET_FANOUT on AF_PACKET socket for g0: Invalid argument`).
+#[derive(Debug)]
+struct Bed {
+    generator: Netns,
+    dut: Netns,
+}
+
+impl Bed {
+    fn create(name: &str) -> Result<Self, String> {
+        let bed = Self {
+            generator: Netns::create(&format!("{name}-g"))?,
+            dut: Netns::create(&format!("{name}-d"))?,
+        };
+        let (g, d) = (&bed.generator.name, &bed.dut.name);
+        for (gi, di) in [("g0", "d0"), ("g1", "d1")] {
+            run_cmd(Command::new("ip").args([
+                "-n", g, "link", "add", gi, "type", "veth", "peer", "name", di, "netns", d,
+            ]))?;
+        }
+        for (ns, i) in [
+            (&bed.generator, "g0"),
+            (&bed.generator, "g1"),
+            (&bed.dut, "d0"),
+            (&bed.dut, "d1"),
+        ] {
+            // The offloads palisade's own plumbing turns off on a container's veths
+            // (control/src/plumb/kernel.rs): the path measured is the path it runs.
+            run_cmd(ns.exec("ethtool").args([
+                "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+            ]))?;
+            run_cmd(Command::new("ip").args(["-n", &ns.name, "link", "set", i, "up"]))?;
+        }
+        Ok(bed)
     }
 }
 
@@ -285,7 +317,7 @@ fn tail(text: &str) -> String {
 
 impl Veth<'_> {
     /// One side, one round: the device under test up and forwarding, then pktgen's search.
-    fn round(&self, ns: &Netns, kind: Kind, reference: bool, round: u32) -> Result<Side, String> {
+    fn round(&self, bed: &Bed, kind: Kind, reference: bool, round: u32) -> Result<Side, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let prefix = format!("{}{}{round}", self.tag, &kind.name()[3..]);
         let dut = dut_command(
@@ -298,11 +330,11 @@ impl Veth<'_> {
         )?;
         // testpmd's statistics (and its ready line) must reach the log as they are printed.
         let dut = if reference {
-            let mut c = ns.exec("stdbuf");
+            let mut c = bed.dut.exec("stdbuf");
             c.arg("-oL").arg(dut.get_program()).args(dut.get_args());
             c
         } else {
-            ns.wrap(&dut)
+            bed.dut.wrap(&dut)
         };
         let name = if reference { "testpmd" } else { "palisade-dp" };
         let mut dut = Proc::spawn(name, dut, dir.path().join("dut.log"))?;
@@ -331,7 +363,7 @@ impl Veth<'_> {
             ("2", "0.5", "0.01")
         };
         let json = dir.path().join("pktgen.json");
-        let mut gen_cmd = ns.exec(self.pktgen);
+        let mut gen_cmd = bed.generator.exec(self.pktgen);
         gen_cmd
             .args(["--port", &kind.spec("g0"), "--rx-port", &kind.spec("g1")])
             .args(["--flows", "count=10000", "--size"])
@@ -370,11 +402,11 @@ impl Veth<'_> {
     /// Every round of one PMD, in one fresh namespace.
     fn kind(&self, kind: Kind) -> Result<ScenarioReport, String> {
         let rounds = self.rounds.unwrap_or(if self.quick { 1 } else { 3 }).max(1);
-        let ns = Netns::create(&format!("{}-veth-{}", self.tag, kind.name()))?;
+        let bed = Bed::create(&format!("{}-veth-{}", self.tag, kind.name()))?;
         let (mut reference, mut palisade) = (Vec::<Side>::new(), Vec::<Side>::new());
         for round in 0..rounds {
-            let r = self.round(&ns, kind, true, round)?;
-            let p = self.round(&ns, kind, false, round)?;
+            let r = self.round(&bed, kind, true, round)?;
+            let p = self.round(&bed, kind, false, round)?;
             eprintln!(
                 "veth-{} round {round}: testpmd {:.3} Mpps (offered {:.3}, back {:.3}), palisade-dp {:.3} Mpps (offered {:.3}, back {:.3})",
                 kind.name(),
@@ -388,7 +420,7 @@ impl Veth<'_> {
             reference.push(r);
             palisade.push(p);
         }
-        drop(ns);
+        drop(bed);
         let field = |v: &[Side], f: fn(&Side) -> f64| v.iter().map(f).collect::<Vec<f64>>();
         let mut rep = report(
             &format!("veth-{}", kind.name()),
