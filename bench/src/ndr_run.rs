@@ -54,10 +54,11 @@ pub(crate) fn stop(mut child: Child) {
 /// The device under test forwarding between two ports, each given as the body of a
 /// `[[dataplane.port]]` table (`name = "a"`, `kind = ...`): `dpdk-testpmd --forward-mode=io`
 /// (`reference`) or `palisade-dp` with no policy (everything forwarded). testpmd's `--vdev`s
-/// are the devargs palisade-dp hands DPDK for the same tables, so both drive the same PMDs
-/// with the same settings. Both run with the same lcores: main on CPU 0 (mostly asleep,
-/// beside the generator), the forwarding lcore on CPU 1. `prefix` makes the EAL file prefix
-/// unique; palisade-dp's config and control socket go to `dir`. Not started.
+/// are the devargs palisade-dp hands DPDK for the same tables and its rings and pool cache
+/// are palisade-dp's defaults, so both drive the same PMDs with the same settings. Both run
+/// with the same lcores: main on CPU 0 (mostly asleep, beside the generator), the forwarding
+/// lcore on CPU 1. `prefix` makes the EAL file prefix unique; palisade-dp's config and
+/// control socket go to `dir`. Not started.
 pub(crate) fn dut_command(
     testpmd: &Path,
     dp: &Path,
@@ -81,13 +82,19 @@ pub(crate) fn dut_command(
         for p in &parsed {
             cmd.arg("--vdev").arg(p.devargs());
         }
+        // palisade-dp's ring sizes and pool cache, not the PMD's defaults (af_xdp's rings
+        // would be 2048 deep against palisade-dp's 1024).
+        use dataplane::config::defaults::{MBUF_CACHE, RX_DESC, TX_DESC};
         cmd.args([
             "--",
             "--forward-mode=io",
             "--nb-cores=1",
             "--stats-period=1",
             "--total-num-mbufs=32767",
-        ]);
+        ])
+        .arg(format!("--rxd={RX_DESC}"))
+        .arg(format!("--txd={TX_DESC}"))
+        .arg(format!("--mbcache={MBUF_CACHE}"));
         Ok(cmd)
     } else {
         let cfg = dir.join(format!("{prefix}dp.toml"));
