@@ -11,10 +11,10 @@
 #                                              ndr (zero-loss rate, RFC 2544, measured by
 #                                              palisade-pktgen through testpmd io and
 #                                              palisade-dp on memif), veth (the same search
-#                                              over veth pairs in a namespace of its own, with
-#                                              af_packet and with af_xdp: the container path;
-#                                              entries veth-af_packet, veth-af_xdp); default:
-#                                              all
+#                                              over veth pairs between namespaces of its
+#                                              own, with af_packet and with af_xdp: the
+#                                              container path; entries veth-af_packet,
+#                                              veth-af_xdp); default: all
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.

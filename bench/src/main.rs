@@ -68,8 +68,9 @@ struct Cli {
     /// through the REST API until the dataplane runs it; needs `palisade` next to
     /// `palisade-dp`), ndr (the zero-loss forwarding rate, RFC 2544, measured by
     /// `palisade-pktgen` through testpmd io and palisade-dp on memif; needs `palisade-pktgen`
-    /// next to `palisade-dp`), veth (the same search over veth pairs in a namespace of its own,
-    /// af_packet and af_xdp: the container path; two entries, veth-af_packet and veth-af_xdp).
+    /// next to `palisade-dp`), veth (the same search over veth pairs between two namespaces
+    /// of its own, af_packet and af_xdp: the container path; entries veth-af_packet and
+    /// veth-af_xdp).
     scenarios: Vec<String>,
 }
 

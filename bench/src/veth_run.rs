@@ -399,7 +399,7 @@ impl Veth<'_> {
         })
     }
 
-    /// Every round of one PMD, in one fresh namespace.
+    /// Every round of one PMD, in a fresh pair of namespaces.
     fn kind(&self, kind: Kind) -> Result<ScenarioReport, String> {
         let rounds = self.rounds.unwrap_or(if self.quick { 1 } else { 3 }).max(1);
         let bed = Bed::create(&format!("{}-veth-{}", self.tag, kind.name()))?;

@@ -1,9 +1,9 @@
 //! Scenario `veth` in CI: `palisade-bench --quick --rounds 1 veth` runs palisade-pktgen
-//! through testpmd io and palisade-dp over veth pairs in a network namespace of its own, with
-//! af_packet and then af_xdp, and must write one well-formed entry for each (an af_xdp entry
-//! may instead carry the reason it could not run) and leave no namespace behind. Needs root,
-//! hugepages, `ip`, `ethtool`, `dpdk-testpmd` and the workspace's binaries (`palisade-dp` and
-//! `palisade-pktgen` next to `palisade-bench`). No speed is asserted.
+//! through testpmd io and palisade-dp over veth pairs between two network namespaces of its
+//! own, with af_packet and then af_xdp, and must write one well-formed entry for each (an
+//! af_xdp entry may instead carry the reason it could not run) and leave no namespace behind.
+//! Needs root, hugepages, `ip`, `ethtool`, `dpdk-testpmd` and the workspace's binaries
+//! (`palisade-dp` and `palisade-pktgen` next to `palisade-bench`). No speed is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
