@@ -18,6 +18,8 @@
 #   control         palisade up between two namespaces: REST mode change until the dataplane
 #                   runs it and until the traffic shows it; a new connection until its learned
 #                   rule is in the API (alias: mode-change)
+#   veth            the zero-loss search over veth pairs between two namespaces of its own,
+#                   af_packet and af_xdp (the container path): veth-af_packet, veth-af_xdp
 # Then (not with --quick) draws docs/benchmarks/{rule-scaling,latency}.svg from the report.
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
@@ -50,7 +52,7 @@ if ((${#scenarios[@]} == 0)) || [[ " ${scenarios[*]} " == *" pipeline "* ]]; the
   cargo bench --locked -p bench --bench pipeline -- --noplot "${quick[@]}"
 fi
 if ((${#scenarios[@]} == 0)); then
-  set -- "$@" forward protect-10k rule-scaling hitless-update txonly null pipeline policy control
+  set -- "$@" forward protect-10k rule-scaling hitless-update txonly null pipeline policy control veth
 fi
 target/release/palisade-bench --dp target/release/palisade-dp "$@"
 # Charts of rule scaling and latency (docs/benchmarks/*.svg) from the scenarios that carry

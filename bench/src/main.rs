@@ -34,6 +34,7 @@ use nix::unistd::Pid;
 mod control_run;
 mod path_run;
 mod policy_run;
+mod veth_run;
 
 /// Benchmarks palisade-dp against dpdk-testpmd in the same run.
 #[derive(Debug, Parser)]
@@ -74,7 +75,9 @@ struct Cli {
     /// traffic between two namespaces: a group's mode change through the REST API until the
     /// dataplane runs it and until the traffic shows it, and a new connection until its
     /// learned rule is listed by the API; needs `palisade` next to `palisade-dp`; alias
-    /// mode-change). The generator-path scenarios need `palisade-pktgen` next to
+    /// mode-change), veth (the zero-loss search over veth pairs between two namespaces of
+    /// its own, af_packet and af_xdp: the container path; entries veth-af_packet and
+    /// veth-af_xdp). The generator-path scenarios need `palisade-pktgen` next to
     /// `palisade-dp`.
     scenarios: Vec<String>,
 }
@@ -663,8 +666,27 @@ fn main() -> ExitCode {
                         _ => b.hitless_update(),
                     }
                 }),
+            "veth" => match dp_path(&cli).and_then(|dp| {
+                let tag = format!("pb{}", std::process::id());
+                veth_run::Veth {
+                    pktgen: &dp.with_file_name("palisade-pktgen"),
+                    dp: &dp,
+                    testpmd: &cli.testpmd,
+                    tag: &tag,
+                    quick: cli.quick,
+                    rounds: cli.rounds,
+                    size: cli.size,
+                }
+                .run()
+            }) {
+                Ok(entries) => {
+                    report.scenarios.extend(entries);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
             other => Err(format!(
-                "unknown scenario `{other}`; known: forward, protect-10k, rule-scaling, hitless-update, txonly, null, pipeline, policy, control (alias mode-change)"
+                "unknown scenario `{other}`; known: forward, protect-10k, rule-scaling, hitless-update, txonly, null, pipeline, policy, control (alias mode-change), veth"
             )),
         };
         match res {

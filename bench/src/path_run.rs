@@ -63,6 +63,130 @@ pub(crate) fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// The device under test forwarding between two ports, each given as the body of a
+/// `[[dataplane.port]]` table (`name = "a"`, `kind = ...`): `dpdk-testpmd --forward-mode=io`
+/// (`reference`) or `palisade-dp` with no policy (everything forwarded). testpmd's `--vdev`s
+/// are the devargs palisade-dp hands DPDK for the same tables and its rings and pool cache
+/// are palisade-dp's defaults, so both drive the same PMDs with the same settings. Both run
+/// with the same lcores: main on CPU 0 (mostly asleep, beside the generator), the forwarding
+/// lcore on CPU 1. `prefix` makes the EAL file prefix unique; palisade-dp's config and
+/// control socket go to `dir`. Not started.
+pub(crate) fn dut_command(
+    testpmd: &Path,
+    dp: &Path,
+    reference: bool,
+    prefix: &str,
+    dir: &Path,
+    ports: [&str; 2],
+) -> Result<Command, String> {
+    let mut parsed = Vec::with_capacity(2);
+    for body in ports {
+        parsed.push(
+            dataplane::config::parse_port(body, Path::new("device under test port"))
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if reference {
+        let mut cmd = Command::new(testpmd);
+        cmd.args(["-l", "0-1", "--in-memory", "--no-pci", "--no-telemetry"])
+            .arg("--file-prefix")
+            .arg(format!("{prefix}ref"));
+        for p in &parsed {
+            cmd.arg("--vdev").arg(p.devargs());
+        }
+        // palisade-dp's ring sizes and pool cache, not the PMD's defaults (af_xdp's rings
+        // would be 2048 deep against palisade-dp's 1024).
+        use dataplane::config::defaults::{MBUF_CACHE, RX_DESC, TX_DESC};
+        cmd.args([
+            "--",
+            "--forward-mode=io",
+            "--nb-cores=1",
+            "--stats-period=1",
+            "--total-num-mbufs=32767",
+        ])
+        .arg(format!("--rxd={RX_DESC}"))
+        .arg(format!("--txd={TX_DESC}"))
+        .arg(format!("--mbcache={MBUF_CACHE}"));
+        Ok(cmd)
+    } else {
+        let cfg = dir.join(format!("{prefix}dp.toml"));
+        let names: Vec<&str> = parsed.iter().map(|p| p.name.as_str()).collect();
+        let mut text = format!(
+            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{prefix}dp\"\nidle = \"busy\"\nmbufs = 32767\nsocket = \"{}\"\n",
+            dir.join(format!("{prefix}dp.sock")).display()
+        );
+        for body in ports {
+            text.push_str("[[dataplane.port]]\n");
+            text.push_str(body);
+        }
+        text.push_str(&format!(
+            "[[dataplane.pair]]\nports = [\"{}\", \"{}\"]\n",
+            names[0], names[1]
+        ));
+        std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
+        let mut cmd = Command::new(dp);
+        cmd.arg("--config").arg(&cfg);
+        Ok(cmd)
+    }
+}
+
+/// A zero-loss scenario's report from every round's rates (Mpps, run order): best of the
+/// rounds on each side (a whole round on these shared VMs sometimes runs slow for both
+/// alike), medians beside them; no cycle counts.
+pub(crate) fn report(
+    name: &str,
+    reference: &str,
+    reference_rounds: Vec<f64>,
+    palisade_rounds: Vec<f64>,
+    packet_bytes: u32,
+) -> ScenarioReport {
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (r, p) = (best(&reference_rounds), best(&palisade_rounds));
+    ScenarioReport {
+        name: name.into(),
+        reference: reference.into(),
+        reference_mpps: r,
+        palisade_mpps: p,
+        ratio: if r > 0.0 { p / r } else { 0.0 },
+        reference_cycles_per_packet: 0.0,
+        palisade_cycles_per_packet: 0.0,
+        cycle_ratio: 0.0,
+        offered_mpps: 0.0,
+        reference_median_mpps: median(&reference_rounds).unwrap_or(0.0),
+        palisade_median_mpps: median(&palisade_rounds).unwrap_or(0.0),
+        reference_median_cycles_per_packet: 0.0,
+        palisade_median_cycles_per_packet: 0.0,
+        packet_bytes,
+        reference_rounds,
+        palisade_rounds,
+        reference_rounds_cycles_per_packet: Vec::new(),
+        palisade_rounds_cycles_per_packet: Vec::new(),
+        tsc_hz: None,
+        palisade_eal_init_ms: Vec::new(),
+        extra: Map::new(),
+    }
+}
+
+/// [`report`] with scenario-specific fields.
+fn report_with(
+    packet_bytes: u32,
+    name: &str,
+    reference: &str,
+    reference_rounds: Vec<f64>,
+    palisade_rounds: Vec<f64>,
+    extra: Map<String, Value>,
+) -> ScenarioReport {
+    let mut r = report(
+        name,
+        reference,
+        reference_rounds,
+        palisade_rounds,
+        packet_bytes,
+    );
+    r.extra = extra;
+    r
+}
+
 /// The policy of the protect scenarios: `rules` generated rules, the benchmark's server as a
 /// protected workload and one rule (above every generated one) that allows its clients on the
 /// allowed port. `variant` adds an explicit deny of the denied port, which judges the denied
@@ -228,56 +352,26 @@ impl Bench<'_> {
     }
 
     fn dut(&self, dut: Dut<'_>, dir: &Path, run: u32) -> Result<Child, String> {
-        let (a, b) = (dir.join("a.sock"), dir.join("b.sock"));
-        let mut cmd = match dut {
-            Dut::Testpmd => {
-                let mut cmd = Command::new(self.testpmd);
-                // The same lcores as palisade-dp's `lcores = "0-1"`: main on CPU 0 (mostly
-                // asleep, beside the generator), the forwarding lcore on CPU 1.
-                cmd.args([
-                    "-l",
-                    "0-1",
-                    "--in-memory",
-                    "--no-pci",
-                    "--no-telemetry",
-                    "--file-prefix",
-                ])
-                .arg(format!("{}ref{run}", self.tag));
-                for (name, sock) in [("a", &a), ("b", &b)] {
-                    cmd.arg("--vdev").arg(format!(
-                        "net_memif_{name},role=client,socket={},socket-abstract=no",
-                        sock.display()
-                    ));
-                }
-                cmd.args([
-                    "--",
-                    "--forward-mode=io",
-                    "--nb-cores=1",
-                    "--stats-period=1",
-                    "--total-num-mbufs=32767",
-                ]);
-                cmd
-            }
-            Dut::Palisade(_) => {
-                let cfg = dir.join("dp.toml");
-                let text = format!(
-                    "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{tag}dp{run}\"\nidle = \"busy\"\nmbufs = 32767\nsocket = \"{sock}\"\n\
-                     [[dataplane.port]]\nname = \"a\"\nkind = \"memif\"\nsocket = \"{a}\"\nrole = \"client\"\nabstract = false\n\
-                     [[dataplane.port]]\nname = \"b\"\nkind = \"memif\"\nsocket = \"{b}\"\nrole = \"client\"\nabstract = false\n\
-                     [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
-                    tag = self.tag,
-                    sock = dir.join("dp.sock").display(),
-                    a = a.display(),
-                    b = b.display(),
-                );
-                std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
-                let mut cmd = Command::new(self.dp);
-                // `PALISADE_BENCH_DP_LOG` sets its log filter (default: warnings).
-                let log = std::env::var("PALISADE_BENCH_DP_LOG").unwrap_or_else(|_| "warn".into());
-                cmd.arg("--config").arg(&cfg).env("RUST_LOG", log);
-                cmd
-            }
+        let port = |name: &str| {
+            format!(
+                "name = \"{name}\"\nkind = \"memif\"\nsocket = \"{}\"\nrole = \"client\"\nabstract = false\n",
+                dir.join(format!("{name}.sock")).display()
+            )
         };
+        let (a, b) = (port("a"), port("b"));
+        let mut cmd = dut_command(
+            self.testpmd,
+            self.dp,
+            matches!(dut, Dut::Testpmd),
+            &format!("{}{run}", self.tag),
+            dir,
+            [&a, &b],
+        )?;
+        if let Dut::Palisade(_) = dut {
+            // `PALISADE_BENCH_DP_LOG` sets its log filter (default: warnings).
+            let log = std::env::var("PALISADE_BENCH_DP_LOG").unwrap_or_else(|_| "warn".into());
+            cmd.env("RUST_LOG", log);
+        }
         let log = std::fs::File::create(dir.join("dut.log"))
             .map_err(|e| format!("create the device under test's log: {e}"))?;
         cmd.stdin(Stdio::null())
@@ -359,7 +453,8 @@ impl Bench<'_> {
             let mut client = match dut {
                 Dut::Testpmd => None,
                 Dut::Palisade(policy) => {
-                    let mut c = connect(&dir.path().join("dp.sock"), &mut child)?;
+                    let socket = dir.path().join(format!("{}{run}dp.sock", self.tag));
+                    let mut c = connect(&socket, &mut child)?;
                     if let Some(p) = policy {
                         publish(&mut c, p)?;
                     }
@@ -435,42 +530,6 @@ impl Bench<'_> {
         self.rounds.unwrap_or(if self.quick { 1 } else { 3 }).max(1)
     }
 
-    /// A report with the common fields: best of `reference` and `palisade` rounds.
-    fn report(
-        &self,
-        name: &str,
-        reference: &str,
-        reference_rounds: Vec<f64>,
-        palisade_rounds: Vec<f64>,
-        extra: Map<String, Value>,
-    ) -> ScenarioReport {
-        let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-        let (r, p) = (best(&reference_rounds), best(&palisade_rounds));
-        ScenarioReport {
-            name: name.into(),
-            reference: reference.into(),
-            reference_mpps: r,
-            palisade_mpps: p,
-            ratio: if r > 0.0 { p / r } else { 0.0 },
-            reference_cycles_per_packet: 0.0,
-            palisade_cycles_per_packet: 0.0,
-            cycle_ratio: 0.0,
-            offered_mpps: 0.0,
-            reference_median_mpps: median(&reference_rounds).unwrap_or(0.0),
-            palisade_median_mpps: median(&palisade_rounds).unwrap_or(0.0),
-            reference_median_cycles_per_packet: 0.0,
-            palisade_median_cycles_per_packet: 0.0,
-            packet_bytes: self.size,
-            reference_rounds,
-            palisade_rounds,
-            reference_rounds_cycles_per_packet: Vec::new(),
-            palisade_rounds_cycles_per_packet: Vec::new(),
-            tsc_hz: None,
-            palisade_eal_init_ms: Vec::new(),
-            extra,
-        }
-    }
-
     /// NDR rounds, testpmd and palisade-dp (with `policy`) alternating; the best round's
     /// latency of each side goes into the report.
     fn versus(&self, name: &str, policy: Option<&Policy>) -> Result<ScenarioReport, String> {
@@ -530,7 +589,8 @@ impl Bench<'_> {
             Some(_) => "zero loss, protect",
             None => "zero loss",
         };
-        Ok(self.report(
+        Ok(report_with(
+            self.size,
             name,
             &format!("dpdk-testpmd --forward-mode=io, memif -> memif, {what}"),
             reference,
@@ -622,7 +682,8 @@ impl Bench<'_> {
         extra.insert("new_flows".into(), NEW_FLOWS.into());
         // The headline: 10k rules, established.
         let at_10k = SIZES.iter().position(|&n| n == 10_000).unwrap_or(0);
-        Ok(self.report(
+        Ok(report_with(
+            self.size,
             "rule-scaling",
             "dpdk-testpmd --forward-mode=io, memif -> memif, zero loss; palisade-dp at 10k rules",
             reference,
@@ -732,7 +793,8 @@ impl Bench<'_> {
         );
         extra.insert("target_swap_us".into(), 100.0.into());
         extra.insert("rounds".into(), rows.into());
-        Ok(self.report(
+        Ok(report_with(
+            self.size,
             "hitless-update",
             "palisade-dp at the same rate without swaps",
             without,
