@@ -426,7 +426,10 @@ impl Dataplane {
     }
 
     /// Publishes `policy` to every worker and waits until each runs it (or does not run at
-    /// all); returns how long that took. Its epoch must be higher than the current one.
+    /// all); returns how long that took: from just before the publication until the last
+    /// worker loaded it, by the workers' own TSC readings (so a publisher descheduled while
+    /// it waits, e.g. beside a busy generator on a 2-core box, does not count), or the
+    /// publisher's wait when no worker runs. Its epoch must be higher than the current one.
     ///
     /// The previous snapshot is freed here, on the calling (control) thread, after every
     /// worker has moved on: were a worker's guard the last reference, that worker would free
@@ -434,10 +437,29 @@ impl Dataplane {
     pub fn publish_policy(&self, policy: ActivePolicy) -> Result<Duration, DpdkError> {
         let epoch = policy.epoch;
         let start = Instant::now();
+        let start_tsc = worker::tsc();
         let previous = self.policy.swap(Arc::new(policy));
         let result = self.wait_policy_ack(epoch, start);
         drop(previous);
-        result
+        let waited = result?;
+        let last = self
+            .workers
+            .iter()
+            .filter(|w| self.launched && w.running.load(Ordering::Acquire))
+            .filter(|w| w.policy_seen.load(Ordering::Acquire) >= epoch)
+            .map(|w| (w.policy_seen_tsc.load(Ordering::Relaxed), w.clock))
+            .max_by_key(|(t, _)| *t);
+        Ok(match last {
+            Some((t, clock)) if t >= start_tsc => Duration::from_nanos(
+                clock
+                    .now(t)
+                    .as_nanos()
+                    .saturating_sub(clock.now(start_tsc).as_nanos()),
+            ),
+            // Loaded before `start_tsc` was read: it took no measurable time.
+            Some(_) => Duration::ZERO,
+            None => waited,
+        })
     }
 
     /// Spins until every running worker has loaded epoch `epoch`, up to `ACK_TIMEOUT`.

@@ -148,6 +148,9 @@ pub(crate) struct WorkerShared {
     pub(crate) policy: Arc<ArcSwap<ActivePolicy>>,
     /// Epoch of the policy the worker last loaded.
     pub(crate) policy_seen: AtomicU64,
+    /// TSC when the worker first loaded that epoch (written before `policy_seen`): how long a
+    /// publication took to reach it, independent of when the publisher looks.
+    pub(crate) policy_seen_tsc: AtomicU64,
     /// Pool for the RSTs the worker sends.
     pub(crate) pool: Arc<Mempool>,
 }
@@ -173,6 +176,7 @@ impl WorkerShared {
             stats,
             policy,
             policy_seen: AtomicU64::new(0),
+            policy_seen_tsc: AtomicU64::new(0),
             pool,
         }
     }
@@ -419,6 +423,7 @@ fn run(shared: &WorkerShared, pipeline: &mut WorkerPipeline) {
         let policy = shared.policy.load();
         if policy.epoch != policy_seen {
             policy_seen = policy.epoch;
+            shared.policy_seen_tsc.store(tsc(), Ordering::Relaxed);
             shared.policy_seen.store(policy_seen, Ordering::Release);
         }
         let now = clock.now(iteration_start);
