@@ -307,12 +307,15 @@ pub struct Bench<'a> {
 /// generator was told to start, does its work and returns what it measured.
 type During<'h> = &'h mut dyn FnMut(&mut Client, Instant) -> Result<Value, String>;
 
-fn connect(socket: &Path, dut: &mut Child) -> Result<Client, String> {
+/// Connects to palisade-dp's control socket, retrying for 30 s while `alive` says the
+/// dataplane still runs.
+pub(crate) fn connect(
+    socket: &Path,
+    mut alive: impl FnMut() -> Result<(), String>,
+) -> Result<Client, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(Some(st)) = dut.try_wait() {
-            return Err(format!("palisade-dp exited early ({st})"));
-        }
+        alive()?;
         let cfg = ClientConfig {
             name: "palisade-bench".into(),
             timeout: Some(Duration::from_secs(60)),
@@ -321,7 +324,10 @@ fn connect(socket: &Path, dut: &mut Child) -> Result<Client, String> {
         match Client::connect_with(socket, cfg) {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() > deadline => {
-                return Err(format!("cannot connect to palisade-dp: {e}"));
+                return Err(format!(
+                    "cannot connect to palisade-dp at {}: {e}",
+                    socket.display()
+                ));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
@@ -454,7 +460,10 @@ impl Bench<'_> {
                 Dut::Testpmd => None,
                 Dut::Palisade(policy) => {
                     let socket = dir.path().join(format!("{}{run}dp.sock", self.tag));
-                    let mut c = connect(&socket, &mut child)?;
+                    let mut c = connect(&socket, || match child.try_wait() {
+                        Ok(Some(st)) => Err(format!("palisade-dp exited early ({st})")),
+                        _ => Ok(()),
+                    })?;
                     if let Some(p) = policy {
                         publish(&mut c, p)?;
                     }

@@ -13,11 +13,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bench::policy_gen::{self, Established, Generated, SIZES, generate};
 use bench::{PolicyReport, PolicySize, median};
-use dataplane::ctl::client::{Client, ClientConfig};
 use dataplane::policy::{ActivePolicy, Compiled, Policy};
 
 use super::Probe;
@@ -111,28 +110,6 @@ struct Swaps {
     round_trip_ms: Vec<f64>,
 }
 
-fn connect(socket: &Path, dp: &mut Probe) -> Result<Client, String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        dp.check_alive()?;
-        let cfg = ClientConfig {
-            name: "palisade-bench".into(),
-            timeout: Some(Duration::from_secs(60)),
-            ..ClientConfig::default()
-        };
-        match Client::connect_with(socket, cfg) {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => {
-                return Err(format!(
-                    "cannot connect to palisade-dp at {}: {e}",
-                    socket.display()
-                ));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 /// Part 2: `swaps` publications per size into a running palisade-dp.
 fn in_dataplane(
     dp_bin: &Path,
@@ -156,7 +133,7 @@ fn in_dataplane(
     cmd.arg("--config").arg(&cfg).env("RUST_LOG", "warn");
     let mut dp = Probe::spawn("palisade-dp", cmd, false, |_| None)?;
     let result = (|| {
-        let mut client = connect(&socket, &mut dp)?;
+        let mut client = super::path_run::connect(&socket, || dp.check_alive())?;
         let mut generation = client.server().generation;
         let mut out: Vec<Swaps> = policies.iter().map(|_| Swaps::default()).collect();
         // Interleaved like part 1; the first publication of each size is a warm-up.
