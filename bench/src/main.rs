@@ -646,8 +646,8 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 }
             }
-            "forward" | "protect-10k" | "rule-scaling" | "hitless-update" => dp_path(&cli)
-                .and_then(|dp| {
+            "forward" | "protect-10k" | "rule-scaling" | "hitless-update" | "veth" => {
+                let run = dp_path(&cli).and_then(|dp| {
                     let tag = format!("pb{}{}", std::process::id(), s.replace('-', ""));
                     let b = path_run::Bench {
                         pktgen: &path_run::pktgen_next_to(&dp),
@@ -660,31 +660,21 @@ fn main() -> ExitCode {
                         runs: std::cell::Cell::new(0),
                     };
                     match s.as_str() {
-                        "forward" => b.forward(),
-                        "protect-10k" => b.protect_10k(),
-                        "rule-scaling" => b.rule_scaling(),
-                        _ => b.hitless_update(),
+                        "forward" => b.forward().map(|r| vec![r]),
+                        "protect-10k" => b.protect_10k().map(|r| vec![r]),
+                        "rule-scaling" => b.rule_scaling().map(|r| vec![r]),
+                        "hitless-update" => b.hitless_update().map(|r| vec![r]),
+                        _ => b.veth(),
                     }
-                }),
-            "veth" => match dp_path(&cli).and_then(|dp| {
-                let tag = format!("pb{}", std::process::id());
-                veth_run::Veth {
-                    pktgen: &dp.with_file_name("palisade-pktgen"),
-                    dp: &dp,
-                    testpmd: &cli.testpmd,
-                    tag: &tag,
-                    quick: cli.quick,
-                    rounds: cli.rounds,
-                    size: cli.size,
+                });
+                match run {
+                    Ok(entries) => {
+                        report.scenarios.extend(entries);
+                        continue;
+                    }
+                    Err(e) => Err(e),
                 }
-                .run()
-            }) {
-                Ok(entries) => {
-                    report.scenarios.extend(entries);
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
+            }
             other => Err(format!(
                 "unknown scenario `{other}`; known: forward, protect-10k, rule-scaling, hitless-update, txonly, null, pipeline, policy, control (alias mode-change), veth"
             )),

@@ -26,7 +26,6 @@
 //! `error`.
 
 use std::fs::File;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,23 +36,8 @@ use serde_json::{Value, json};
 
 use crate::path_run::{dut_command, report, stop};
 
-/// Settings of a run.
-pub(crate) struct Veth<'a> {
-    /// `palisade-pktgen`.
-    pub pktgen: &'a Path,
-    /// `palisade-dp`.
-    pub dp: &'a Path,
-    /// `dpdk-testpmd`.
-    pub testpmd: &'a Path,
-    /// Unique tag for the namespace and the file prefixes.
-    pub tag: &'a str,
-    /// Short trials, one round.
-    pub quick: bool,
-    /// Rounds per side.
-    pub rounds: Option<u32>,
-    /// Frame size.
-    pub size: u32,
-}
+/// The settings of the generator-path scenarios (its tag also names the namespaces).
+pub(crate) use crate::path_run::Bench as Veth;
 
 /// The PMD on all four veth ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,7 +436,7 @@ impl Veth<'_> {
     }
 
     /// Both PMDs. af_packet must work; an af_xdp failure is written into its entry.
-    pub(crate) fn run(&self) -> Result<Vec<ScenarioReport>, String> {
+    pub(crate) fn veth(&self) -> Result<Vec<ScenarioReport>, String> {
         let _interrupts = Interrupts::catch();
         let af_packet = self.kind(Kind::AfPacket)?;
         let af_xdp = match self.kind(Kind::AfXdp) {
