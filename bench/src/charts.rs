@@ -22,6 +22,8 @@ use plotters::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::pktgen::latency::LatencySummary;
+
 /// Name of the rule-scaling scenario.
 pub const RULE_SCALING: &str = "rule-scaling";
 /// Scenario whose latency is charted when several carry it.
@@ -109,36 +111,15 @@ pub struct RulePoint {
     pub reference_mpps: f64,
 }
 
-/// One histogram bucket: `count` samples at most `le_ns` (and above the previous bound).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct Bucket {
-    /// Upper bound, ns.
-    pub le_ns: u64,
-    /// Samples in the bucket.
-    pub count: u64,
-}
-
-/// A latency distribution as the report carries it.
+/// A latency distribution as the report carries it: the generator's summary
+/// ([`LatencySummary`], with its buckets) and the rate it was measured at.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LatencyDist {
     /// Offered rate it was measured at, packets per second.
     pub rate_pps: f64,
-    /// Samples.
-    pub count: u64,
-    /// Smallest, ns.
-    pub min_ns: u64,
-    /// Median, ns.
-    pub p50_ns: u64,
-    /// 99th percentile, ns.
-    pub p99_ns: u64,
-    /// 99.9th percentile, ns.
-    pub p999_ns: u64,
-    /// Largest, ns.
-    pub max_ns: u64,
-    /// Mean, ns.
-    pub mean_ns: f64,
-    /// Log-linear buckets, sorted by `le_ns`.
-    pub histogram: Vec<Bucket>,
+    /// Percentiles and buckets, as `palisade-pktgen` wrote them.
+    #[serde(flatten)]
+    pub summary: LatencySummary,
 }
 
 impl LatencyDist {
@@ -146,13 +127,13 @@ impl LatencyDist {
     /// starting at (`min_ns`, 1). Points where nothing is left above are dropped (a log axis
     /// has no 0); empty buckets add no point.
     pub fn ccdf(&self) -> Vec<(f64, f64)> {
-        let total: u64 = self.histogram.iter().map(|b| b.count).sum();
+        let total: u64 = self.summary.histogram.iter().map(|b| b.count).sum();
         if total == 0 {
             return Vec::new();
         }
-        let mut out = vec![(ns_x(self.min_ns), 1.0)];
+        let mut out = vec![(ns_x(self.summary.min_ns), 1.0)];
         let mut below = 0u64;
-        for b in self.histogram.iter().filter(|b| b.count > 0) {
+        for b in self.summary.histogram.iter().filter(|b| b.count > 0) {
             below += b.count;
             let above = total - below;
             if above == 0 {
@@ -165,7 +146,7 @@ impl LatencyDist {
 
     /// Samples in the histogram.
     pub fn total(&self) -> u64 {
-        self.histogram.iter().map(|b| b.count).sum()
+        self.summary.histogram.iter().map(|b| b.count).sum()
     }
 }
 
@@ -286,7 +267,7 @@ pub fn latency(report: &Value) -> Result<(String, LatencyDist, LatencyDist), Cha
         }
         let mut d = d;
         // The contract says sorted; sorting costs nothing and keeps the CCDF monotone anyway.
-        d.histogram.sort_by_key(|b| b.le_ns);
+        d.summary.histogram.sort_by_key(|b| b.le_ns);
         Ok(d)
     };
     Ok((
@@ -459,9 +440,9 @@ pub fn render_rule_scaling(points: &[RulePoint], path: &Path) -> Result<(), Char
 fn legend_label(who: &str, d: &LatencyDist) -> String {
     format!(
         "{who}: p50 {}, p99 {}, p99.9 {} ({} samples at {} pps)",
-        short_ns(d.p50_ns as f64),
-        short_ns(d.p99_ns as f64),
-        short_ns(d.p999_ns as f64),
+        short_ns(d.summary.p50_ns as f64),
+        short_ns(d.summary.p99_ns as f64),
+        short_ns(d.summary.p999_ns as f64),
         d.total(),
         short_count(d.rate_pps)
     )
@@ -478,15 +459,16 @@ pub fn render_latency(
 ) -> Result<(), ChartError> {
     let err = draw_err(path);
     let (r, p) = (reference.ccdf(), palisade.ccdf());
-    let lo = reference.min_ns.min(palisade.min_ns);
+    let lo = reference.summary.min_ns.min(palisade.summary.min_ns);
     let hi = [reference, palisade]
         .iter()
         .flat_map(|d| {
-            d.histogram
+            d.summary
+                .histogram
                 .iter()
                 .filter(|b| b.count > 0)
                 .map(|b| b.le_ns)
-                .chain([d.max_ns])
+                .chain([d.summary.max_ns])
         })
         .max()
         .unwrap_or(lo);
@@ -605,6 +587,18 @@ pub fn render(report: &Value, out_dir: &Path, which: Which) -> Result<Rendered, 
     Ok(done)
 }
 
+/// An error and every cause, once, `: `-separated (for the binary's message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -660,17 +654,6 @@ mod tests {
         })
     }
 
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut s = e.to_string();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            cur = c.source();
-        }
-        s
-    }
-
     #[test]
     fn renders_both_charts_with_their_labels() {
         let dir = tempfile::tempdir().unwrap();
@@ -716,7 +699,7 @@ mod tests {
         report["scenarios"][3]["name"] = json!("forward-2");
         let (name, r, _) = latency(&report).unwrap();
         assert_eq!(name, "other");
-        assert_eq!(r.p50_ns, 6_000);
+        assert_eq!(r.summary.p50_ns, 6_000);
     }
 
     #[test]
@@ -738,7 +721,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let done = render(&report, dir.path(), which).unwrap();
             assert!(done.written.is_empty());
-            chain(&done.failed[0])
+            error_chain(&done.failed[0])
         };
         let no_rules = json!({"scenarios": [{"name": "forward"}]});
         assert!(
@@ -786,10 +769,10 @@ mod tests {
     fn unreadable_reports_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.json");
-        assert!(chain(&read_report(&missing).unwrap_err()).contains("read the report"));
+        assert!(error_chain(&read_report(&missing).unwrap_err()).contains("read the report"));
         let garbage = dir.path().join("bad.json");
         std::fs::write(&garbage, "{\"scenarios\": [").unwrap();
-        assert!(chain(&read_report(&garbage).unwrap_err()).contains("is not JSON"));
+        assert!(error_chain(&read_report(&garbage).unwrap_err()).contains("is not JSON"));
     }
 
     #[test]

@@ -31,18 +31,6 @@ enum Chart {
     Latency,
 }
 
-/// The error and every cause, once, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let which = match cli.chart {
@@ -55,7 +43,7 @@ fn main() -> ExitCode {
     {
         Ok(done) => done,
         Err(e) => {
-            eprintln!("palisade-bench-charts: {}", chain(&e));
+            eprintln!("palisade-bench-charts: {}", charts::error_chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -63,7 +51,7 @@ fn main() -> ExitCode {
         println!("wrote {}", path.display());
     }
     for e in &done.failed {
-        eprintln!("palisade-bench-charts: {}", chain(e));
+        eprintln!("palisade-bench-charts: {}", charts::error_chain(e));
     }
     if done.failed.is_empty() {
         ExitCode::SUCCESS

@@ -175,22 +175,41 @@ struct Outcome {
 
 impl Gen<'_> {
     fn template(&self, slot: u32, generation: u64, size: u16) -> Result<Template, String> {
+        let mut tpl = Template {
+            frame: Vec::with_capacity(usize::from(size)),
+            layout: Layout::default(),
+            class: Class::Allowed,
+            seq: 0,
+            generation,
+            size,
+        };
+        self.refill(&mut tpl, slot, generation, size)?;
+        Ok(tpl)
+    }
+
+    /// Rebuilds `tpl` in place for (`slot`, `generation`): no allocation once its buffer has
+    /// grown to the size (with `new=every` this runs for every frame sent).
+    fn refill(
+        &self,
+        tpl: &mut Template,
+        slot: u32,
+        generation: u64,
+        size: u16,
+    ) -> Result<(), String> {
         let flow = self
             .flows
             .flow(slot, generation)
             .ok_or_else(|| format!("no flow for slot {slot}"))?;
-        let mut frame = vec![0u8; usize::from(size)];
-        let layout = packet::build(&mut frame, &flow, &self.macs, size, &Stamp::default())
+        tpl.frame.clear();
+        tpl.frame.resize(usize::from(size), 0);
+        tpl.layout = packet::build(&mut tpl.frame, &flow, &self.macs, size, &Stamp::default())
             .map_err(|e| e.to_string())?;
-        frame.truncate(layout.len);
-        Ok(Template {
-            frame,
-            layout,
-            class: flow.class,
-            seq: 0,
-            generation,
-            size,
-        })
+        tpl.frame.truncate(tpl.layout.len);
+        tpl.class = flow.class;
+        tpl.seq = 0;
+        tpl.generation = generation;
+        tpl.size = size;
+        Ok(())
     }
 
     /// Sends for `warmup` then `seconds` at `rate`, counting only the second part, then
@@ -243,7 +262,7 @@ impl Gen<'_> {
             for r in rotation.due(t) {
                 let size = fixed.unwrap_or_else(|| sizes.next().unwrap_or(64));
                 if let Some(tpl) = templates.get_mut(r.slot as usize) {
-                    *tpl = self.template(r.slot, r.generation, size)?;
+                    self.refill(tpl, r.slot, r.generation, size)?;
                 }
             }
             let n = pacer.available(t).min(burst);
@@ -270,7 +289,8 @@ impl Gen<'_> {
                 classes.push(tpl.class);
                 batch.push(m);
                 if every_frame_new {
-                    *tpl = self.template(slot, tpl.generation + 1, tpl.size)?;
+                    let (generation, size) = (tpl.generation + 1, tpl.size);
+                    self.refill(tpl, slot, generation, size)?;
                 }
                 slot = (slot + 1) % count;
             }

@@ -12,7 +12,7 @@
 //! 7424 buckets of `u64` (58 KiB), allocated once in [`Histogram::new`]; recording is an
 //! index computation and an add. Histograms of several cores [`Histogram::merge`] into one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Sub-bucket bits: 2^7 = 128 buckets per power of two, relative error below 2^-7.
 pub const SUB_BITS: u32 = 7;
@@ -166,7 +166,7 @@ impl Histogram {
 }
 
 /// One bucket of a [`Histogram`]: `count` values at most `le_ns`, above the previous bucket's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Highest value in the bucket, ns.
     pub le_ns: u64,
@@ -174,8 +174,8 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// Latency percentiles of a run (all 0 when nothing was measured).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Latency percentiles of a run (all 0 when nothing was measured); the charts read it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Frames measured.
     pub count: u64,

@@ -117,8 +117,8 @@ pub enum BuildError {
     },
 }
 
-/// Where things are in a built frame, for [`restamp`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where things are in a built frame, for [`restamp`] (the default: nothing built yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layout {
     /// Bytes written (size minus FCS).
     pub len: usize,
