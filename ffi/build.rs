@@ -98,7 +98,7 @@ fn main() {
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_eth_(conf|stats|link|dev_info|rxconf|txconf)")
         .allowlist_var("RTE_(MAX_LCORE|MAX_ETHPORTS|PKTMBUF_HEADROOM|MBUF_DEFAULT_DATAROOM|MEMPOOL_CACHE_MAX_SIZE|ETH_NAME_MAX_LEN|DEV_NAME_MAX_LEN)")
-        .allowlist_var("RTE_ETH_(LINK_UP|LINK_DOWN|LINK_FULL_DUPLEX|MQ_RX_NONE|MQ_TX_NONE|SPEED_NUM_.*)")
+        .allowlist_var("RTE_ETH_(LINK_UP|LINK_DOWN|LINK_FULL_DUPLEX|MQ_RX_NONE|MQ_RX_RSS|MQ_TX_NONE|SPEED_NUM_.*)")
         .allowlist_var("RTE_LOG_(EMERG|ALERT|CRIT|ERR|WARNING|NOTICE|INFO|DEBUG)")
         .allowlist_var("RING_F_(SP_ENQ|SC_DEQ)")
         .allowlist_var("SOCKET_ID_ANY")

@@ -22,6 +22,9 @@ pub const MAX_LCORE: u32 = 128;
 pub const MAX_PORT_NAME: usize = 32;
 /// Longest Linux interface name (`IFNAMSIZ` - 1).
 pub const MAX_IFACE_NAME: usize = 15;
+/// Most queues a port may have (`net_af_packet` allows 16 queue pairs; more workers than that
+/// on one port pair is past what one PMD instance spreads well anyway).
+pub const MAX_QUEUES: u16 = 16;
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +272,9 @@ pub struct PortConfig {
     pub name: String,
     /// PMD and its settings.
     pub kind: PortKind,
+    /// Rx/tx queue pairs (1-[`MAX_QUEUES`]); queue `i` of a port forwards to queue `i` of its
+    /// pair's other port, and each such lane may run on its own worker.
+    pub queues: u16,
 }
 
 impl PortConfig {
@@ -283,7 +289,9 @@ impl PortConfig {
         match &self.kind {
             PortKind::AfPacket { iface, frames } => {
                 args.push(format!("iface={iface}"));
-                args.push("qpairs=1".to_owned());
+                // One AF_PACKET socket per queue in a PACKET_FANOUT_HASH group: the kernel's
+                // symmetric flow hash puts both directions of a flow on the same queue index.
+                args.push(format!("qpairs={}", self.queues));
                 if let Some(n) = frames {
                     args.push(format!("framecnt={n}"));
                 }
@@ -291,7 +299,7 @@ impl PortConfig {
             PortKind::AfXdp { iface, queue } => {
                 args.push(format!("iface={iface}"));
                 args.push(format!("start_queue={queue}"));
-                args.push("queue_count=1".to_owned());
+                args.push(format!("queue_count={}", self.queues));
             }
             PortKind::Memif {
                 socket,
@@ -309,12 +317,12 @@ impl PortConfig {
             }
             PortKind::VirtioUser { path, server } => {
                 args.push(format!("path={path}"));
-                args.push("queues=1".to_owned());
+                args.push(format!("queues={}", self.queues));
                 args.push(format!("server={}", u8::from(*server)));
             }
             PortKind::Vhost { socket, client } => {
                 args.push(format!("iface={socket}"));
-                args.push("queues=1".to_owned());
+                args.push(format!("queues={}", self.queues));
                 args.push(format!("client={}", u8::from(*client)));
             }
             PortKind::Tap { iface } => args.push(format!("iface={iface}")),
@@ -352,7 +360,11 @@ impl PortConfig {
 pub struct DataplaneConfig {
     /// EAL lcores, ascending; the first is the main lcore (control), the rest run workers.
     pub lcores: Vec<u32>,
-    /// The lcore list in canonical form for `-l` (`0,1,2`).
+    /// The CPU each lcore's thread runs on, in `lcores` order: the lcore's own number unless
+    /// the list maps it (`2@1`: lcore 2 on CPU 1).
+    pub cpus: Vec<u32>,
+    /// The lcore list in canonical form: for `-l` (`0,1,2`), or for `--lcores` when some lcore
+    /// is mapped to another CPU (`0@0,1@1,2@1`).
     pub lcores_arg: String,
     /// Memory mode.
     pub memory: Memory,
@@ -398,10 +410,20 @@ impl DataplaneConfig {
         self.lcores.get(1..).unwrap_or(&[])
     }
 
+    /// Whether some lcore runs on a CPU other than its own number (`--lcores` then).
+    pub fn lcores_mapped(&self) -> bool {
+        self.lcores != self.cpus
+    }
+
     /// EAL arguments for this config, without the program name.
     pub fn eal_args(&self) -> Vec<String> {
+        let flag = if self.lcores_mapped() {
+            "--lcores"
+        } else {
+            "-l"
+        };
         let mut a = vec![
-            "-l".to_owned(),
+            flag.to_owned(),
             self.lcores_arg.clone(),
             "--file-prefix".to_owned(),
             self.file_prefix.clone(),
@@ -527,6 +549,8 @@ struct RawPort {
     size: Option<Spanned<u32>>,
     #[serde(default)]
     no_rx: Option<Spanned<bool>>,
+    #[serde(default)]
+    queues: Option<Spanned<u16>>,
 }
 
 /// `[dataplane.timeouts]`, seconds; every key optional.
@@ -662,6 +686,38 @@ pub fn parse_lcores(s: &str) -> Result<Vec<u32>, String> {
     Ok(set.into_iter().collect())
 }
 
+/// Parses an lcore list that may map single lcores to other CPUs (`0-1,2@1`: lcores 0 and 1
+/// on their own CPUs, lcore 2 on CPU 1, as EAL's `--lcores` spells it) into ascending
+/// `(lcore, cpu)` pairs. Lets more workers than CPUs share them (tests on small machines).
+pub fn parse_lcore_map(s: &str) -> Result<Vec<(u32, u32)>, String> {
+    let mut map = std::collections::BTreeMap::new();
+    let mut plain = String::new();
+    for part in s.split(',') {
+        match part.split_once('@') {
+            Some((l, c)) => {
+                let (l, c) = (parse_lcore(l)?, parse_lcore(c)?);
+                if map.insert(l, c).is_some_and(|old| old != c) {
+                    return Err(format!("lcore {l} is mapped to two CPUs"));
+                }
+            }
+            None => {
+                if !plain.is_empty() {
+                    plain.push(',');
+                }
+                plain.push_str(part);
+            }
+        }
+    }
+    if !plain.is_empty() || map.is_empty() {
+        for l in parse_lcores(&plain)? {
+            if map.insert(l, l).is_some_and(|old| old != l) {
+                return Err(format!("lcore {l} is mapped to two CPUs"));
+            }
+        }
+    }
+    Ok(map.into_iter().collect())
+}
+
 fn parse_lcore(s: &str) -> Result<u32, String> {
     let v: u32 = s
         .trim()
@@ -674,6 +730,22 @@ fn parse_lcore(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(v)
+}
+
+/// Both ports of a pair have the same number of queues: queue `i` of one forwards to queue `i`
+/// of the other.
+pub fn check_pair_queues(a: &PortConfig, b: &PortConfig) -> Result<(), String> {
+    if a.queues == b.queues {
+        return Ok(());
+    }
+    let n = |q: u16| format!("{q} queue{}", if q == 1 { "" } else { "s" });
+    Err(format!(
+        "ports `{}` ({}) and `{}` ({}) form a pair and need the same `queues`: queue i of one forwards to queue i of the other",
+        a.name,
+        n(a.queues),
+        b.name,
+        n(b.queues)
+    ))
 }
 
 fn valid_name(s: &str) -> bool {
@@ -738,6 +810,7 @@ impl RawPort {
         push("infinite_rx", self.infinite_rx.as_ref().map(Spanned::span));
         push("size", self.size.as_ref().map(Spanned::span));
         push("no_rx", self.no_rx.as_ref().map(Spanned::span));
+        push("queues", self.queues.as_ref().map(Spanned::span));
         keys
     }
 
@@ -753,14 +826,14 @@ impl RawPort {
         }
         let kind_name = self.kind.get_ref().as_str();
         let allowed: &[&str] = match kind_name {
-            "af_packet" => &["iface", "frames"],
-            "af_xdp" => &["iface", "queue"],
-            "memif" => &["socket", "role", "id", "abstract"],
-            "virtio_user" => &["path", "server"],
-            "vhost" => &["socket", "client"],
-            "tap" => &["iface"],
+            "af_packet" => &["iface", "frames", "queues"],
+            "af_xdp" => &["iface", "queue", "queues"],
+            "memif" => &["socket", "role", "id", "abstract", "queues"],
+            "virtio_user" => &["path", "server", "queues"],
+            "vhost" => &["socket", "client", "queues"],
+            "tap" => &["iface", "queues"],
             "pcap" => &["rx_pcap", "tx_pcap", "iface", "infinite_rx"],
-            "null" => &["size", "no_rx"],
+            "null" => &["size", "no_rx", "queues"],
             "ring" => &[],
             other => {
                 return Err(src.error(
@@ -879,9 +952,17 @@ impl RawPort {
             },
             _ => PortKind::Ring,
         };
+        let queues = match &self.queues {
+            None => 1,
+            Some(q) if (1..=MAX_QUEUES).contains(q.get_ref()) => *q.get_ref(),
+            Some(q) => {
+                return Err(src.error(q.span(), format!("`queues` must be 1-{MAX_QUEUES}")));
+            }
+        };
         Ok(PortConfig {
             name: name.clone(),
             kind,
+            queues,
         })
     }
 }
@@ -902,24 +983,33 @@ fn positive<T: Copy + PartialOrd + Default + fmt::Display>(
 impl RawDataplane {
     /// Checks every value and cross-reference; errors point into `src`.
     pub fn validate(self, src: &Source<'_>) -> Result<DataplaneConfig, ConfigError> {
-        let lcores = match &self.lcores {
-            None => parse_lcores(defaults::LCORES).map_err(|m| src.error(0..0, m))?,
+        let map = match &self.lcores {
+            None => parse_lcore_map(defaults::LCORES).map_err(|m| src.error(0..0, m))?,
             Some(l) => {
-                let ids = parse_lcores(l.get_ref()).map_err(|m| src.error(l.span(), m))?;
-                if ids.len() < 2 {
+                let map = parse_lcore_map(l.get_ref()).map_err(|m| src.error(l.span(), m))?;
+                if map.len() < 2 {
                     return Err(src.error(
                         l.span(),
                         "`lcores` must name at least two lcores: the first serves control, the others run workers",
                     ));
                 }
-                ids
+                map
             }
         };
-        let lcores_arg = lcores
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let lcores: Vec<u32> = map.iter().map(|(l, _)| *l).collect();
+        let cpus: Vec<u32> = map.iter().map(|(_, c)| *c).collect();
+        let lcores_arg = if lcores == cpus {
+            lcores
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            map.iter()
+                .map(|(l, c)| format!("{l}@{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
 
         let file_prefix = match &self.file_prefix {
             None => defaults::FILE_PREFIX.to_owned(),
@@ -1049,6 +1139,9 @@ impl RawDataplane {
             if idx[0] == idx[1] {
                 return Err(src.error(pair.ports.span(), "a pair needs two different ports"));
             }
+            if let Err(m) = check_pair_queues(&ports[idx[0]], &ports[idx[1]]) {
+                return Err(src.error(pair.ports.span(), m));
+            }
             pairs.push(idx);
         }
         if let Some(i) = paired.iter().position(|p| !p) {
@@ -1063,6 +1156,7 @@ impl RawDataplane {
 
         Ok(DataplaneConfig {
             lcores,
+            cpus,
             lcores_arg,
             memory: self.memory.unwrap_or(Memory::InMemory),
             memory_mb,

@@ -44,11 +44,15 @@ pub enum PreflightError {
         "no hugetlbfs is mounted: run scripts/setup.sh or `mount -t hugetlbfs nodev /dev/hugepages`, or set memory = \"no-huge\""
     )]
     NoHugetlbfs,
-    /// An lcore is not an online CPU of this machine.
-    #[error("lcore {lcore} is not an online CPU of this machine (online: {online}); fix `lcores`")]
+    /// An lcore's CPU is not an online CPU of this machine.
+    #[error(
+        "lcore {lcore} runs on CPU {cpu}, which is not an online CPU of this machine (online: {online}); fix `lcores`"
+    )]
     LcoreOffline {
         /// Offending lcore.
         lcore: u32,
+        /// The CPU it was to run on (the lcore's own number unless mapped with `lcore@cpu`).
+        cpu: u32,
         /// The kernel's online CPU list.
         online: String,
     },
@@ -89,9 +93,15 @@ pub fn check_lcores(cfg: &DataplaneConfig, online: &str) -> Result<(), Preflight
     let Ok(cpus) = crate::config::parse_lcores(online) else {
         return Ok(()); // an unreadable list is the EAL's to judge
     };
-    match cfg.lcores.iter().find(|l| !cpus.contains(l)) {
-        Some(l) => Err(PreflightError::LcoreOffline {
+    match cfg
+        .lcores
+        .iter()
+        .zip(&cfg.cpus)
+        .find(|(_, c)| !cpus.contains(c))
+    {
+        Some((l, c)) => Err(PreflightError::LcoreOffline {
             lcore: *l,
+            cpu: *c,
             online: online.to_owned(),
         }),
         None => Ok(()),
@@ -213,9 +223,24 @@ mod tests {
             check_lcores(&c, "0-1\n"),
             Err(PreflightError::LcoreOffline {
                 lcore: 3,
+                cpu: 3,
                 online: "0-1".into()
             })
         );
         assert_eq!(check_lcores(&c, "0-3\n"), Ok(()));
+    }
+
+    #[test]
+    fn mapped_lcores_are_checked_by_their_cpu() {
+        // Three lcores on a two-CPU machine: lcore 2 shares CPU 1.
+        assert_eq!(check_lcores(&cfg("lcores = \"0-1,2@1\""), "0-1\n"), Ok(()));
+        assert_eq!(
+            check_lcores(&cfg("lcores = \"0,1@3\""), "0-1\n"),
+            Err(PreflightError::LcoreOffline {
+                lcore: 1,
+                cpu: 3,
+                online: "0-1".into()
+            })
+        );
     }
 }

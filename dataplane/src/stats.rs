@@ -1,7 +1,7 @@
 //! Per-port and per-worker counters.
 //!
-//! Each counter block has exactly one writer, the worker that owns the port (a port pair is
-//! always served by one worker) or the worker itself, so an increment is a plain load and
+//! Each counter block has exactly one writer, the worker that owns the port's queue (each queue
+//! of a port pair, a lane, is served by one worker and has its own blocks) or the worker itself, so an increment is a plain load and
 //! store, never a locked read-modify-write; any thread may read a snapshot at any time. Blocks
 //! are cache-line aligned so two workers never share a line.
 
@@ -69,7 +69,7 @@ impl DropReason {
     }
 }
 
-/// Counters of one port, written by the worker that serves it.
+/// Counters of one port (one queue of it), written by the worker that serves it.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub struct PortCounters {
@@ -125,6 +125,18 @@ pub struct PortSnapshot {
 }
 
 impl PortSnapshot {
+    /// The sum of two snapshots (a port's queues, each counted by its own worker).
+    pub fn plus(&self, o: &PortSnapshot) -> PortSnapshot {
+        PortSnapshot {
+            rx_packets: self.rx_packets + o.rx_packets,
+            rx_bytes: self.rx_bytes + o.rx_bytes,
+            tx_packets: self.tx_packets + o.tx_packets,
+            tx_bytes: self.tx_bytes + o.tx_bytes,
+            tx_retries: self.tx_retries + o.tx_retries,
+            drops: std::array::from_fn(|i| self.drops[i] + o.drops[i]),
+        }
+    }
+
     /// Drops for one reason.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]

@@ -38,3 +38,5 @@ unsigned shim_rte_ring_dequeue_burst(struct rte_ring *r, void **obj_table, unsig
 }
 
 unsigned shim_rte_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+
+uint64_t shim_eth_rss_ip_tcp_udp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP; }

@@ -45,4 +45,8 @@ unsigned shim_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table,
 unsigned shim_rte_ring_dequeue_burst(struct rte_ring *r, void **obj_table, unsigned n);
 unsigned shim_rte_ring_count(const struct rte_ring *r);
 
+/* RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP (function-like macros bindgen cannot
+ * evaluate): the hash types symmetric RSS asks for. */
+uint64_t shim_eth_rss_ip_tcp_udp(void);
+
 #endif

@@ -172,3 +172,82 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
     assert!(!socket.exists(), "the socket file is removed on exit");
     drop((va, vb));
 }
+
+/// Two workers on two queues of each af_packet port (lcore 2 shares CPU 1 on a 2-core box):
+/// the kernel's fanout hash must put a connection and its replies on the same queue index, so
+/// on the same worker and connection table. In protect mode a reply landing on the other
+/// worker would be picked up mid-flow there, and judged as a new connection from the server
+/// (denied): every connection working, with no session picked up, shows both directions met.
+#[test]
+fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
+    let ns_a = Netns::new("mq-a");
+    let ns_b = Netns::new("mq-b");
+    let va = Veth::new(&ns_a, "pma", &format!("{CLIENT}/24"));
+    let vb = Veth::new(&ns_b, "pmb", &format!("{SERVER}/24"));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dp.sock");
+    let mut dp = DpProcess::spawn(&format!(
+        "[dataplane]\nlcores = \"0-1,2@1\"\nfile_prefix = \"{}\"\nsessions = 4096\nsocket = \"{}\"\nstats_interval_s = 0\n\
+         [[dataplane.port]]\nname = \"a\"\nkind = \"af_packet\"\niface = \"{}\"\nqueues = 2\n\
+         [[dataplane.port]]\nname = \"b\"\nkind = \"af_packet\"\niface = \"{}\"\nqueues = 2\n\
+         [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
+        unique("mq"),
+        socket.display(),
+        va.host(),
+        vb.host()
+    ));
+    dp.wait_ready(Duration::from_secs(30));
+    echo_servers(&ns_b, SERVER, &[5001, 5002]);
+    let mut ctl = Client::connect(&socket).unwrap();
+    let stats = ctl.stats().unwrap();
+    assert_eq!(stats.pairs.len(), 1);
+    assert_eq!(stats.pairs[0].lcores, vec![1, 2], "one queue per worker");
+    assert_eq!(stats.workers.len(), 2);
+
+    assert_eq!(ctl.set_policy(&policy(1, Mode::Protect)).unwrap(), 1);
+    // Each connection has a fresh ephemeral port, so a fresh hash: 40 spread over both queues.
+    for i in 0..40 {
+        assert_eq!(
+            talk(&ns_a, SERVER, 5001),
+            Ok(()),
+            "connection {i}:\n{}",
+            dp.log_text()
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            talk(&ns_a, SERVER, 5002),
+            Err(ErrorKind::ConnectionRefused),
+            "the RST leaves by the worker's own queue"
+        );
+    }
+    let stats = ctl.stats().unwrap();
+    for w in &stats.workers {
+        assert!(
+            w.sessions.created >= 4,
+            "lcore {} got too few connections: {:?}",
+            w.lcore,
+            w.sessions
+        );
+        assert_eq!(
+            w.sessions.picked_up, 0,
+            "lcore {}: a reply missed its session",
+            w.lcore
+        );
+    }
+    let denied: u64 = stats.workers.iter().map(|w| w.pipeline.policy_drops).sum();
+    assert!(
+        denied >= 4,
+        "the refused connections were dropped: {denied}"
+    );
+    let a = stats.ports.iter().find(|p| p.name == "a").unwrap();
+    assert_eq!(a.lcores, vec![1, 2]);
+    assert!(
+        !a.rss,
+        "af_packet spreads by the kernel's fanout hash, not RSS"
+    );
+    drop(ctl);
+    let st = dp.terminate(Duration::from_secs(15));
+    assert!(st.success(), "{}", dp.log_text());
+    drop((va, vb));
+}

@@ -59,7 +59,8 @@ fn minimal_config_gets_documented_defaults() {
             kind: PortKind::AfPacket {
                 iface: "veth-a".into(),
                 frames: None
-            }
+            },
+            queues: 1,
         }
     );
 }
@@ -262,7 +263,7 @@ fn key_of_another_kind() {
     assert_eq!(line, 6);
     assert_eq!(
         msg,
-        "key `socket` does not apply to a af_packet port (it takes iface, frames)"
+        "key `socket` does not apply to a af_packet port (it takes iface, frames, queues)"
     );
     let (_, msg) =
         bad("[dataplane]\n[[dataplane.port]]\nname = \"a\"\nkind = \"ring\"\niface = \"x\"\n");
@@ -545,7 +546,8 @@ fn one_port_table_validates_like_the_file() {
             kind: PortKind::AfPacket {
                 iface: "veth-a".into(),
                 frames: None
-            }
+            },
+            queues: 1,
         }
     );
     let err = |text: &str| parse_port(text, Path::new("x")).unwrap_err().message();
@@ -558,4 +560,89 @@ fn one_port_table_validates_like_the_file() {
         "port `a`: a tap port needs `iface`"
     );
     assert!(err("name = \"a\"\nkind = \"tap\"\nbogus = 1\n").starts_with("unknown field `bogus`"));
+}
+
+#[test]
+fn queues_map_to_each_kinds_devargs_and_pairs_must_agree() {
+    let pair = |a: &str, b: &str| {
+        format!(
+            "[dataplane]\n[[dataplane.port]]\nname = \"a\"\n{a}\n[[dataplane.port]]\nname = \"b\"\n{b}\n[[dataplane.pair]]\nports = [\"a\", \"b\"]\n"
+        )
+    };
+    let c = ok(&pair(
+        "kind = \"af_packet\"\niface = \"eth0\"\nqueues = 4",
+        "kind = \"af_xdp\"\niface = \"eth1\"\nqueues = 4",
+    ));
+    assert_eq!(
+        c.ports.iter().map(PortConfig::devargs).collect::<Vec<_>>(),
+        [
+            "net_af_packet_a,iface=eth0,qpairs=4",
+            "net_af_xdp_b,iface=eth1,start_queue=0,queue_count=4",
+        ]
+    );
+    assert_eq!(c.ports[0].queues, 4);
+    let c = ok(&pair(
+        "kind = \"virtio_user\"\npath = \"/run/v.sock\"\nqueues = 2",
+        "kind = \"vhost\"\nsocket = \"/run/h.sock\"\nqueues = 2",
+    ));
+    assert_eq!(
+        c.ports.iter().map(PortConfig::devargs).collect::<Vec<_>>(),
+        [
+            "net_virtio_user_a,path=/run/v.sock,queues=2,server=0",
+            "net_vhost_b,iface=/run/h.sock,queues=2,client=0",
+        ]
+    );
+    // memif, tap and null take their queue count from the ethdev configuration.
+    let c = ok(&pair(
+        "kind = \"memif\"\nsocket = \"/run/m.sock\"\nqueues = 3",
+        "kind = \"null\"\nqueues = 3",
+    ));
+    assert_eq!(
+        c.ports[0].devargs(),
+        "net_memif_a,role=client,socket=/run/m.sock,id=0,socket-abstract=yes"
+    );
+    assert_eq!([c.ports[0].queues, c.ports[1].queues], [3, 3]);
+
+    assert_eq!(
+        bad(&pair("kind = \"null\"\nqueues = 2", "kind = \"null\"")),
+        (
+            10,
+            "ports `a` (2 queues) and `b` (1 queue) form a pair and need the same `queues`: queue i of one forwards to queue i of the other".into()
+        )
+    );
+    assert_eq!(
+        bad(&pair("kind = \"null\"\nqueues = 0", "kind = \"null\"")),
+        (5, "`queues` must be 1-16".into())
+    );
+    assert_eq!(
+        bad(&pair("kind = \"null\"\nqueues = 17", "kind = \"null\"")),
+        (5, "`queues` must be 1-16".into())
+    );
+    assert_eq!(
+        bad(&pair("kind = \"ring\"\nqueues = 2", "kind = \"null\"")),
+        (
+            5,
+            "key `queues` does not apply to a ring port (it takes no other keys)".into()
+        )
+    );
+}
+
+#[test]
+fn lcores_may_map_lcores_onto_other_cpus() {
+    let c = ok(&format!("[dataplane]\nlcores = \"0-1,2@1\"\n{PORTS}"));
+    assert_eq!(c.lcores, vec![0, 1, 2]);
+    assert_eq!(c.cpus, vec![0, 1, 1]);
+    assert_eq!(c.worker_lcores(), &[1, 2]);
+    assert_eq!(c.lcores_arg, "0@0,1@1,2@1");
+    assert_eq!(&c.eal_args()[..2], ["--lcores", "0@0,1@1,2@1"]);
+    let plain = ok(&format!("[dataplane]\nlcores = \"0,1@1\"\n{PORTS}"));
+    assert_eq!(&plain.eal_args()[..2], ["-l", "0,1"]);
+    assert_eq!(
+        bad("[dataplane]\nlcores = \"0,1@0,1@1\"\n"),
+        (2, "lcore 1 is mapped to two CPUs".into())
+    );
+    assert_eq!(
+        bad("[dataplane]\nlcores = \"0,1@x\"\n"),
+        (2, "`x` is not an lcore number".into())
+    );
 }

@@ -10,7 +10,7 @@ use crate::config::{self, ConfigError, MemifRole, PortConfig, PortKind};
 
 /// One port exactly as a `[[dataplane.port]]` table spells it (`name`, `kind`, and the kind's
 /// own keys: `iface`, `frames`, `queue`, `socket`, `role`, `id`, `abstract`, `path`, `server`,
-/// `client`, `rx_pcap`, `tx_pcap`, `infinite_rx`, `size`, `no_rx`). Unvalidated: turn it into a
+/// `client`, `rx_pcap`, `tx_pcap`, `infinite_rx`, `size`, `no_rx`, `queues`). Unvalidated: turn it into a
 /// [`PortConfig`] with [`PortSpecDto::to_config`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +64,9 @@ pub struct PortSpecDto {
     /// Receive nothing (`null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_rx: Option<bool>,
+    /// Rx/tx queue pairs (every kind but `pcap` and `ring`; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u16>,
 }
 
 /// Path shown in the messages of ports that came over the socket.
@@ -88,6 +91,7 @@ impl From<&PortConfig> for PortSpecDto {
         let mut d = Self {
             name: p.name.clone(),
             kind: p.kind.name().to_owned(),
+            queues: (p.queues != 1).then_some(p.queues),
             ..Self::default()
         };
         match &p.kind {
@@ -154,6 +158,7 @@ pub fn pair_configs(ports: &[PortSpecDto; 2]) -> Result<[PortConfig; 2], String>
     if a.name == b.name {
         return Err(format!("both ports of the pair are named `{}`", a.name));
     }
+    config::check_pair_queues(&a, &b)?;
     if let (Some(x), Some(y)) = (a.kind.required_iface(), b.kind.required_iface())
         && x == y
     {

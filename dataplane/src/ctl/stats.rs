@@ -60,8 +60,11 @@ pub struct PairStats {
     pub id: u64,
     /// Its two port names.
     pub ports: [String; 2],
-    /// Serving worker lcore.
+    /// Worker lcore serving its queue 0.
     pub lcore: u32,
+    /// Worker lcore serving each of its queues (one per queue).
+    #[serde(default)]
+    pub lcores: Vec<u32>,
 }
 
 /// One port.
@@ -73,8 +76,15 @@ pub struct PortStats {
     pub port_id: u16,
     /// Its pair.
     pub pair: u64,
-    /// Serving worker lcore.
+    /// Worker lcore serving its queue 0.
     pub lcore: u32,
+    /// Worker lcore serving each of its queues (one per queue).
+    #[serde(default)]
+    pub lcores: Vec<u32>,
+    /// Flows are spread over its queues by symmetric RSS (else, with several queues, by the
+    /// PMD's own way: the kernel's fanout hash, or the queue a peer sent on).
+    #[serde(default)]
+    pub rss: bool,
     /// The dataplane's own counters.
     pub counters: PortCounterStats,
     /// The PMD's counters, when it reports them.
@@ -347,6 +357,7 @@ mod from_runtime {
                 id: r.id.0,
                 ports: r.ports.clone(),
                 lcore: r.lcore.0,
+                lcores: r.lcores.iter().map(|l| l.0).collect(),
             }
         }
     }
@@ -358,6 +369,8 @@ mod from_runtime {
                 port_id: r.port_id,
                 pair: r.pair.0,
                 lcore: r.lcore.0,
+                lcores: r.lcores.iter().map(|l| l.0).collect(),
+                rss: r.rss,
                 counters: PortCounterStats::from(&r.counters),
                 pmd: r.pmd.map(|p| PmdStats {
                     ipackets: p.ipackets,

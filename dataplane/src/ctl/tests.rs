@@ -97,12 +97,15 @@ fn sample_stats() -> Stats {
             id: 1,
             ports: ["a".into(), "b".into()],
             lcore: 1,
+            lcores: vec![1],
         }],
         ports: vec![PortStats {
             name: "a".into(),
             port_id: 0,
             pair: 1,
             lcore: 1,
+            lcores: vec![1],
+            rss: false,
             counters: PortCounterStats::from(&crate::stats::PortSnapshot {
                 rx_packets: 5,
                 drops: [1, 2, 0, 0, 0],

@@ -1,5 +1,6 @@
 //! Ethernet ports: virtual devices hotplugged by devargs (`rte_eal_hotplug_add`), configured
-//! with one rx and one tx queue, started, stopped, and removed again on drop.
+//! with the config's number of rx/tx queue pairs (RSS with a symmetric key where the PMD hashes
+//! in hardware), started, stopped, and removed again on drop.
 
 use std::ffi::CString;
 use std::sync::Arc;
@@ -54,11 +55,28 @@ pub struct Port {
     id: PortId,
     name: String,
     dev_name: String,
+    queues: u16,
+    /// Whether the port spreads flows over its queues by symmetric RSS (set by `configure`).
+    rss: bool,
     configured: bool,
     started: bool,
     pool: Option<Arc<Mempool>>,
     _rings: Vec<Arc<Ring>>,
     _eal: Eal,
+}
+
+/// Length of the RSS key when the PMD does not say (`hash_key_size` 0): Toeplitz's 40 bytes.
+const RSS_KEY_LEN: usize = 40;
+
+/// A Toeplitz key that gives both directions of a flow the same hash: `6d5a` repeated makes
+/// the hash invariant under swapping source and destination addresses and ports (Woo and
+/// Park, "Scalable TCP Session Monitoring with Symmetric Receive-side Scaling", 2012). With the
+/// same key and the default redirection table on both ports of a pair, a flow and its reply
+/// land on the same queue index, hence the same worker and connection table.
+fn symmetric_rss_key(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| if i % 2 == 0 { 0x6d } else { 0x5a })
+        .collect()
 }
 
 fn cstring(op: &str, s: &str) -> Result<CString, DpdkError> {
@@ -128,6 +146,8 @@ impl Port {
             id,
             name: cfg.name.clone(),
             dev_name,
+            queues: cfg.queues.max(1),
+            rss: false,
             configured: false,
             started: false,
             pool: None,
@@ -171,6 +191,8 @@ impl Port {
             id,
             name: name.to_owned(),
             dev_name,
+            queues: 1,
+            rss: false,
             configured: false,
             started: false,
             pool: None,
@@ -182,11 +204,20 @@ impl Port {
     /// Receives up to `max` packets (at most [`BURST`]) from queue 0 into `out`; returns how
     /// many. For single-threaded users of a port outside the workers (the packet generator).
     pub fn rx_burst(&self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        self.rx_burst_from(0, out, max)
+    }
+
+    /// [`Port::rx_burst`] from queue `queue` (nothing when the port has no such queue).
+    pub fn rx_burst_from(&self, queue: u16, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        if queue >= self.queues {
+            return 0;
+        }
         let mut ptrs = [std::ptr::null_mut::<ffi::rte_mbuf>(); BURST];
         let n = u16::try_from(max.min(BURST)).unwrap_or(0);
-        // SAFETY: a valid port id with queue 0 set up; `ptrs` has room for `n` pointers, and
+        // SAFETY: a valid port id with `queue` set up; `ptrs` has room for `n` pointers, and
         // each one returned is an mbuf whose one reference the PMD hands over to us.
-        let got = usize::from(unsafe { ffi::rte_eth_rx_burst(self.id.0, 0, ptrs.as_mut_ptr(), n) });
+        let got =
+            usize::from(unsafe { ffi::rte_eth_rx_burst(self.id.0, queue, ptrs.as_mut_ptr(), n) });
         for &p in &ptrs[..got.min(BURST)] {
             if let Some(raw) = std::ptr::NonNull::new(p) {
                 // SAFETY: see above: an mbuf we now own.
@@ -199,20 +230,25 @@ impl Port {
     /// Sends packets from the front of `pkts` (at most [`BURST`]) on queue 0. Those sent leave
     /// `pkts` (the PMD owns them now); the rest stay, in order. Returns how many were sent.
     pub fn tx_burst(&self, pkts: &mut Vec<Mbuf>) -> usize {
+        self.tx_burst_on(0, pkts)
+    }
+
+    /// [`Port::tx_burst`] on queue `queue` (sends nothing when the port has no such queue).
+    pub fn tx_burst_on(&self, queue: u16, pkts: &mut Vec<Mbuf>) -> usize {
         let n = pkts.len().min(BURST);
-        if n == 0 {
+        if n == 0 || queue >= self.queues {
             return 0;
         }
         let mut ptrs = [std::ptr::null_mut::<ffi::rte_mbuf>(); BURST];
         for (slot, m) in ptrs.iter_mut().zip(pkts.iter()) {
             *slot = m.as_ptr();
         }
-        // SAFETY: a valid port id with queue 0 set up; the first `n` pointers are valid mbufs
+        // SAFETY: a valid port id with `queue` set up; the first `n` pointers are valid mbufs
         // owned by `pkts`. The PMD takes ownership of the first `sent` of them only.
         let sent = usize::from(unsafe {
             ffi::rte_eth_tx_burst(
                 self.id.0,
-                0,
+                queue,
                 ptrs.as_mut_ptr(),
                 u16::try_from(n).unwrap_or(0),
             )
@@ -244,14 +280,27 @@ impl Port {
         self.started
     }
 
+    /// Rx/tx queue pairs.
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
+    /// Whether the PMD spreads flows over the queues by (symmetric) RSS; with several queues
+    /// and no RSS the PMD spreads them its own way (`af_packet`: the kernel's symmetric fanout
+    /// hash; `memif`, `virtio_user`, `vhost`: the queue the peer sent on).
+    pub fn rss(&self) -> bool {
+        self.rss
+    }
+
     fn socket(&self) -> u32 {
         // SAFETY: plain getter on a valid port id.
         let s = unsafe { ffi::rte_eth_dev_socket_id(self.id.0) };
         s.cast_unsigned() // -1 (unknown) is SOCKET_ID_ANY as an unsigned
     }
 
-    /// Configures one rx queue drawing from `pool` and one tx queue, with descriptor counts
-    /// clamped to what the PMD accepts.
+    /// Configures the port's rx queues, drawing from `pool`, and as many tx queues, with
+    /// descriptor counts clamped to what the PMD accepts. With several queues and a PMD that
+    /// hashes IP/TCP/UDP in hardware, RSS is turned on with a symmetric key.
     pub fn configure(
         &mut self,
         pool: Arc<Mempool>,
@@ -259,13 +308,48 @@ impl Port {
         tx_desc: u16,
     ) -> Result<(), DpdkError> {
         let op = format!("configure port {}", self.name);
-        let conf = ffi::rte_eth_conf::default();
+        let queues = self.queues;
+        let mut conf = ffi::rte_eth_conf::default();
+        let mut key = Vec::new();
         let mark = log::mark();
-        // SAFETY: valid stopped port; `conf` is a zeroed (all-defaults) config read during the call.
-        let rc = unsafe { ffi::rte_eth_dev_configure(self.id.0, 1, 1, &conf) };
+        if queues > 1 {
+            let mut info = ffi::rte_eth_dev_info::default();
+            // SAFETY: valid port; `info` is a valid out-pointer for the call.
+            let rc = unsafe { ffi::rte_eth_dev_info_get(self.id.0, &mut info) };
+            if rc != 0 {
+                return Err(DpdkError::from_code(format!("{op}: device info"), rc, mark));
+            }
+            let most = info.max_rx_queues.min(info.max_tx_queues);
+            if most < queues {
+                return Err(DpdkError {
+                    op,
+                    code: libc::EINVAL,
+                    reason: format!("{queues} queues asked, the PMD offers at most {most}"),
+                    hint: Some("lower the port's `queues`"),
+                    log: log::since(mark),
+                });
+            }
+            // SAFETY: a pure function returning a constant.
+            let hf = info.flow_type_rss_offloads & unsafe { ffi::shim_eth_rss_ip_tcp_udp() };
+            if hf != 0 {
+                let len = match usize::from(info.hash_key_size) {
+                    0 => RSS_KEY_LEN,
+                    n => n,
+                };
+                key = symmetric_rss_key(len);
+                conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = u8::try_from(len).unwrap_or(u8::MAX);
+                conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            }
+        }
+        // SAFETY: valid stopped port; `conf` (and `key`, which it may point at) are read
+        // during the call only.
+        let rc = unsafe { ffi::rte_eth_dev_configure(self.id.0, queues, queues, &conf) };
         if rc != 0 {
             return Err(DpdkError::from_code(op, rc, mark));
         }
+        self.rss = !key.is_empty();
         let (mut nrx, mut ntx) = (rx_desc, tx_desc);
         // SAFETY: valid configured port; the out-pointers are valid for the call.
         let rc = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(self.id.0, &mut nrx, &mut ntx) };
@@ -277,19 +361,37 @@ impl Port {
             ));
         }
         let socket = self.socket();
-        // SAFETY: queue 0 exists (configured with 1 rx queue); a null rxconf means PMD defaults;
-        // `pool` outlives the queue because the port keeps the Arc until it is closed.
-        let rc = unsafe {
-            ffi::rte_eth_rx_queue_setup(self.id.0, 0, nrx, socket, std::ptr::null(), pool.as_ptr())
-        };
-        if rc != 0 {
-            return Err(DpdkError::from_code(format!("{op}: rx queue"), rc, mark));
-        }
-        // SAFETY: queue 0 exists (configured with 1 tx queue); null txconf means PMD defaults.
-        let rc =
-            unsafe { ffi::rte_eth_tx_queue_setup(self.id.0, 0, ntx, socket, std::ptr::null()) };
-        if rc != 0 {
-            return Err(DpdkError::from_code(format!("{op}: tx queue"), rc, mark));
+        for q in 0..queues {
+            // SAFETY: queue `q` exists (configured with `queues` rx queues); a null rxconf
+            // means PMD defaults; `pool` outlives the queue because the port keeps the Arc
+            // until it is closed.
+            let rc = unsafe {
+                ffi::rte_eth_rx_queue_setup(
+                    self.id.0,
+                    q,
+                    nrx,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
+            if rc != 0 {
+                return Err(DpdkError::from_code(
+                    format!("{op}: rx queue {q}"),
+                    rc,
+                    mark,
+                ));
+            }
+            // SAFETY: queue `q` exists (as many tx queues); null txconf means PMD defaults.
+            let rc =
+                unsafe { ffi::rte_eth_tx_queue_setup(self.id.0, q, ntx, socket, std::ptr::null()) };
+            if rc != 0 {
+                return Err(DpdkError::from_code(
+                    format!("{op}: tx queue {q}"),
+                    rc,
+                    mark,
+                ));
+            }
         }
         self.pool = Some(pool);
         self.configured = true;

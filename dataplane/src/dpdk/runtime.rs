@@ -1,9 +1,12 @@
 //! The dataplane: a packet pool, port pairs and the workers that forward between them.
 //!
-//! Pairs are spread over the worker lcores, the least loaded first; both directions of a pair
-//! go to the same worker. Adding a pair publishes a new assignment to its worker; removing one
-//! publishes an assignment without it and waits until the worker has acknowledged it before the
-//! ports are stopped and their devices removed.
+//! A pair of ports with `queues` queue pairs each is `queues` lanes: lane `q` forwards rx queue
+//! `q` of each port to tx queue `q` of the other. Lanes are spread over the worker lcores, the
+//! least loaded first; both directions of a lane go to the same worker (the PMD puts both
+//! directions of a flow on the same queue index: symmetric RSS or fanout hash), so a flow
+//! always meets one worker and one connection table. Adding a pair publishes a new assignment
+//! to its workers; removing one publishes assignments without it and waits until every one of
+//! them has acknowledged before the ports are stopped and their devices removed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,9 +43,13 @@ pub struct PortReport {
     pub port_id: u16,
     /// The pair it belongs to.
     pub pair: PairId,
-    /// Worker lcore that serves it.
+    /// Worker lcore that serves its queue 0.
     pub lcore: LcoreId,
-    /// Dataplane counters (rx, tx, drops by reason, tx retries).
+    /// Worker lcore of each of its queues.
+    pub lcores: Vec<LcoreId>,
+    /// Whether flows are spread over its queues by symmetric RSS (else by the PMD's own way).
+    pub rss: bool,
+    /// Dataplane counters (rx, tx, drops by reason, tx retries), summed over its queues.
     pub counters: PortSnapshot,
     /// The PMD's counters (missed, errors, no-mbuf); `None` when the PMD would not say.
     pub pmd: Option<PortStats>,
@@ -95,16 +102,35 @@ pub struct PairReport {
     pub id: PairId,
     /// Its two port names.
     pub ports: [String; 2],
-    /// Serving worker.
+    /// Worker serving its queue 0.
     pub lcore: LcoreId,
+    /// Worker serving each of its queues (lanes).
+    pub lcores: Vec<LcoreId>,
+}
+
+/// Queue `q` of both ports of a pair: the counter blocks its worker writes, and that worker.
+#[derive(Debug)]
+struct Lane {
+    counters: [Arc<PortCounters>; 2],
+    worker: usize,
 }
 
 #[derive(Debug)]
 struct PairSlot {
     id: PairId,
     ports: [Port; 2],
-    counters: [Arc<PortCounters>; 2],
-    worker: usize,
+    /// One per queue, in queue order.
+    lanes: Vec<Lane>,
+}
+
+impl PairSlot {
+    /// Workers serving some lane of this pair, without repeats.
+    fn workers(&self) -> Vec<usize> {
+        let mut w: Vec<usize> = self.lanes.iter().map(|l| l.worker).collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    }
 }
 
 /// Settings that shape a [`Dataplane`] besides its ports.
@@ -299,9 +325,24 @@ impl Dataplane {
         self.add_pair(pa, pb)
     }
 
-    /// Configures and starts two ports and forwards between them, on the least loaded worker.
-    /// On error both ports are released again.
+    /// Configures and starts two ports and forwards between them, each lane (queue) on the
+    /// least loaded worker. On error both ports are released again.
     pub fn add_pair(&mut self, mut a: Port, mut b: Port) -> Result<PairId, DpdkError> {
+        if a.queues() != b.queues() {
+            return Err(DpdkError {
+                op: format!("pair {} with {}", a.name(), b.name()),
+                code: libc::EINVAL,
+                reason: format!(
+                    "{} has {} queues and {} has {}; queue i of one forwards to queue i of the other",
+                    a.name(),
+                    a.queues(),
+                    b.name(),
+                    b.queues()
+                ),
+                hint: Some("give both ports of a pair the same `queues`"),
+                log: Vec::new(),
+            });
+        }
         for p in [&mut a, &mut b] {
             p.configure(
                 Arc::clone(&self.pool),
@@ -311,29 +352,56 @@ impl Dataplane {
         }
         a.start()?;
         b.start()?;
-        let worker = (0..self.workers.len())
-            .min_by_key(|&w| self.pairs.iter().filter(|p| p.worker == w).count())
-            .unwrap_or(0);
+        let mut load: Vec<usize> = (0..self.workers.len())
+            .map(|w| {
+                self.pairs
+                    .iter()
+                    .flat_map(|p| &p.lanes)
+                    .filter(|l| l.worker == w)
+                    .count()
+            })
+            .collect();
+        let lanes: Vec<Lane> = (0..a.queues())
+            .map(|_| {
+                let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
+                if let Some(n) = load.get_mut(worker) {
+                    *n += 1;
+                }
+                Lane {
+                    counters: [Arc::default(), Arc::default()],
+                    worker,
+                }
+            })
+            .collect();
         let id = PairId(self.next_pair);
         self.next_pair += 1;
+        let lcores: Vec<u32> = lanes
+            .iter()
+            .map(|l| self.workers[l.worker].lcore.0)
+            .collect();
         tracing::info!(
             pair = id.0,
             a = a.name(),
             b = b.name(),
-            lcore = self.workers[worker].lcore.0,
+            queues = a.queues(),
+            rss = a.rss() && b.rss(),
+            lcores = ?lcores,
             "pair added"
         );
         self.pairs.push(PairSlot {
             id,
             ports: [a, b],
-            counters: [Arc::default(), Arc::default()],
-            worker,
+            lanes,
         });
-        self.publish(worker);
+        if let Some(slot) = self.pairs.last() {
+            for w in slot.workers() {
+                self.publish(w);
+            }
+        }
         Ok(id)
     }
 
-    /// Stops forwarding between a pair's ports, waits until its worker has let go of them,
+    /// Stops forwarding between a pair's ports, waits until its workers have let go of them,
     /// then stops them and removes their devices.
     pub fn remove_pair(&mut self, id: PairId) -> Result<(), DpdkError> {
         let Some(idx) = self.pairs.iter().position(|p| p.id == id) else {
@@ -346,50 +414,59 @@ impl Dataplane {
             });
         };
         let slot = self.pairs.remove(idx);
-        let generation = self.publish(slot.worker);
-        if !self.wait_ack(slot.worker, generation, ACK_TIMEOUT) {
-            let lcore = self.workers[slot.worker].lcore;
-            tracing::error!(%lcore, pair = id.0, "worker did not let go of the pair; keeping its ports");
-            self.stranded.extend(slot.ports);
-            return Err(DpdkError {
-                op: format!("remove pair {}", id.0),
-                code: libc::ETIMEDOUT,
-                reason: format!("{lcore} did not acknowledge within {ACK_TIMEOUT:?}"),
-                hint: None,
-                log: Vec::new(),
-            });
+        let published: Vec<(usize, u64)> = slot
+            .workers()
+            .into_iter()
+            .map(|w| (w, self.publish(w)))
+            .collect();
+        for (w, generation) in published {
+            if !self.wait_ack(w, generation, ACK_TIMEOUT) {
+                let lcore = self.workers[w].lcore;
+                tracing::error!(%lcore, pair = id.0, "worker did not let go of the pair; keeping its ports");
+                self.stranded.extend(slot.ports);
+                return Err(DpdkError {
+                    op: format!("remove pair {}", id.0),
+                    code: libc::ETIMEDOUT,
+                    reason: format!("{lcore} did not acknowledge within {ACK_TIMEOUT:?}"),
+                    hint: None,
+                    log: Vec::new(),
+                });
+            }
         }
         tracing::info!(pair = id.0, "pair removed");
         drop(slot); // stops the ports and removes the devices
         Ok(())
     }
 
-    /// Publishes worker `w`'s legs under a new generation and returns it.
+    /// Publishes worker `w`'s legs (both directions of each of its lanes) under a new
+    /// generation and returns it.
     fn publish(&mut self, w: usize) -> u64 {
         self.generation += 1;
-        let legs = self
-            .pairs
-            .iter()
-            .filter(|p| p.worker == w)
-            .flat_map(|p| {
-                let [a, b] = &p.ports;
-                let [ca, cb] = &p.counters;
-                [
-                    Leg {
-                        rx: a.id(),
-                        tx: b.id(),
-                        rx_counters: Arc::clone(ca),
-                        tx_counters: Arc::clone(cb),
-                    },
-                    Leg {
-                        rx: b.id(),
-                        tx: a.id(),
-                        rx_counters: Arc::clone(cb),
-                        tx_counters: Arc::clone(ca),
-                    },
-                ]
-            })
-            .collect();
+        let mut legs = Vec::new();
+        for p in &self.pairs {
+            let [a, b] = &p.ports;
+            for (q, lane) in p.lanes.iter().enumerate() {
+                if lane.worker != w {
+                    continue;
+                }
+                let queue = u16::try_from(q).unwrap_or(u16::MAX);
+                let [ca, cb] = &lane.counters;
+                legs.push(Leg {
+                    rx: a.id(),
+                    tx: b.id(),
+                    queue,
+                    rx_counters: Arc::clone(ca),
+                    tx_counters: Arc::clone(cb),
+                });
+                legs.push(Leg {
+                    rx: b.id(),
+                    tx: a.id(),
+                    queue,
+                    rx_counters: Arc::clone(cb),
+                    tx_counters: Arc::clone(ca),
+                });
+            }
+        }
         self.workers[w].assignment.store(Arc::new(Assignment {
             generation: self.generation,
             legs,
@@ -497,34 +574,51 @@ impl Dataplane {
     pub fn pairs(&self) -> Vec<PairReport> {
         self.pairs
             .iter()
-            .map(|p| PairReport {
-                id: p.id,
-                ports: [p.ports[0].name().to_owned(), p.ports[1].name().to_owned()],
-                lcore: self.workers[p.worker].lcore,
+            .map(|p| {
+                let lcores = self.lane_lcores(p);
+                PairReport {
+                    id: p.id,
+                    ports: [p.ports[0].name().to_owned(), p.ports[1].name().to_owned()],
+                    lcore: lcores.first().copied().unwrap_or(LcoreId(0)),
+                    lcores,
+                }
             })
             .collect()
     }
 
-    /// Every port's counters and state.
-    pub fn port_reports(&self) -> Vec<PortReport> {
-        self.pairs
+    fn lane_lcores(&self, p: &PairSlot) -> Vec<LcoreId> {
+        p.lanes
             .iter()
-            .flat_map(|p| {
-                p.ports
-                    .iter()
-                    .zip(&p.counters)
-                    .map(move |(port, c)| (p, port, c))
-            })
-            .map(|(p, port, c)| PortReport {
-                name: port.name().to_owned(),
-                port_id: port.id().0,
-                pair: p.id,
-                lcore: self.workers[p.worker].lcore,
-                counters: c.snapshot(),
-                pmd: port.stats().ok(),
-                link: port.link(),
-            })
+            .map(|l| self.workers[l.worker].lcore)
             .collect()
+    }
+
+    /// Every port's counters (summed over its queues) and state.
+    pub fn port_reports(&self) -> Vec<PortReport> {
+        let mut out = Vec::new();
+        for p in &self.pairs {
+            let lcores = self.lane_lcores(p);
+            for (i, port) in p.ports.iter().enumerate() {
+                let counters = p
+                    .lanes
+                    .iter()
+                    .filter_map(|l| l.counters.get(i))
+                    .map(|c| c.snapshot())
+                    .fold(PortSnapshot::default(), |acc, s| acc.plus(&s));
+                out.push(PortReport {
+                    name: port.name().to_owned(),
+                    port_id: port.id().0,
+                    pair: p.id,
+                    lcore: lcores.first().copied().unwrap_or(LcoreId(0)),
+                    lcores: lcores.clone(),
+                    rss: port.rss(),
+                    counters,
+                    pmd: port.stats().ok(),
+                    link: port.link(),
+                });
+            }
+        }
+        out
     }
 
     /// Counters of the port called `name`.
@@ -539,7 +633,11 @@ impl Dataplane {
             .enumerate()
             .map(|(i, w)| WorkerReport {
                 lcore: w.lcore,
-                pairs: self.pairs.iter().filter(|p| p.worker == i).count(),
+                pairs: self
+                    .pairs
+                    .iter()
+                    .filter(|p| p.lanes.iter().any(|l| l.worker == i))
+                    .count(),
                 running: w.running.load(Ordering::Acquire),
                 counters: w.counters.snapshot(),
                 pipeline: w.stats.pipeline.snapshot(),

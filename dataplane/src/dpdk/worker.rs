@@ -1,7 +1,8 @@
 //! The poll-mode worker loop that runs on each worker lcore.
 //!
-//! A worker owns a set of forwarding legs (rx port -> tx port, queue 0 of each; a port pair
-//! gives two legs and both go to the same worker, so one flow always meets one worker). It
+//! A worker owns a set of forwarding legs (rx port -> tx port, one queue index on both; each
+//! queue of a port pair gives two legs and both go to the same worker, and the PMD puts both
+//! directions of a flow on the same queue index, so one flow always meets one worker). It
 //! reads its assignment through an `ArcSwap` once per loop iteration and publishes the
 //! generation it loaded; the control thread waits for that acknowledgement before it stops a
 //! port it removed, so a port is never stopped under a worker that still polls it.
@@ -45,6 +46,9 @@ const FIRST_SLEEP_US: u64 = 2;
 pub(crate) struct Leg {
     pub(crate) rx: PortId,
     pub(crate) tx: PortId,
+    /// Queue index on both ports: this worker is the only one polling rx queue `queue` of `rx`
+    /// and sending on tx queue `queue` of either port.
+    pub(crate) queue: u16,
     pub(crate) rx_counters: Arc<PortCounters>,
     pub(crate) tx_counters: Arc<PortCounters>,
 }
@@ -226,7 +230,7 @@ fn forward(
     // SAFETY: the port is started and stays so while it is in our assignment (the control
     // thread waits for our acknowledgement before stopping it); `ptrs` has room for BURST.
     let n = usize::from(unsafe {
-        ffi::rte_eth_rx_burst(leg.rx.0, 0, burst.ptrs.as_mut_ptr(), BURST as u16)
+        ffi::rte_eth_rx_burst(leg.rx.0, leg.queue, burst.ptrs.as_mut_ptr(), BURST as u16)
     });
     if n == 0 {
         return 0;
@@ -313,9 +317,9 @@ fn send_reset(leg: &Leg, data: &[u8], pool: &Mempool, wc: &WorkerCounters) {
     m.truncate(len);
     let mut raw = m.into_raw().as_ptr();
     // SAFETY: `raw` is a valid mbuf we own; the rx port is started and this worker is the
-    // only one transmitting on it (both legs of a pair run here); the PMD takes the mbuf if it
-    // reports it sent.
-    let sent = unsafe { ffi::rte_eth_tx_burst(leg.rx.0, 0, &mut raw, 1) };
+    // only one transmitting on its queue `leg.queue` (both legs of a lane run here); the PMD
+    // takes the mbuf if it reports it sent.
+    let sent = unsafe { ffi::rte_eth_tx_burst(leg.rx.0, leg.queue, &mut raw, 1) };
     if sent == 1 {
         leg.rx_counters.tx_packets.add(1);
         leg.rx_counters.tx_bytes.add(len as u64);
@@ -338,8 +342,9 @@ fn transmit(leg: &Leg, burst: &mut Burst, wc: &WorkerCounters) {
         let rest = u16::try_from(n - sent).unwrap_or(0);
         // SAFETY: [sent, n) are valid mbufs this burst owns; the PMD takes ownership of the
         // ones it reports as sent. The tx port is started (see `forward`).
-        let done =
-            unsafe { ffi::rte_eth_tx_burst(leg.tx.0, 0, burst.ptrs[sent..].as_mut_ptr(), rest) };
+        let done = unsafe {
+            ffi::rte_eth_tx_burst(leg.tx.0, leg.queue, burst.ptrs[sent..].as_mut_ptr(), rest)
+        };
         sent += usize::from(done);
         if sent == n || attempts == TX_RETRIES {
             break;
@@ -374,7 +379,7 @@ fn send_released(legs: &[Leg], released: &mut Vec<(Held, Verdict)>, wc: &WorkerC
                 let mut m = h.into_raw();
                 // SAFETY: `m` is a valid mbuf we own; the tx port is started (it is in our
                 // current assignment); the PMD takes it if it reports it sent.
-                let sent = unsafe { ffi::rte_eth_tx_burst(leg.tx.0, 0, &mut m, 1) };
+                let sent = unsafe { ffi::rte_eth_tx_burst(leg.tx.0, leg.queue, &mut m, 1) };
                 if sent == 1 {
                     leg.tx_counters.tx_packets.add(1);
                     wc.tx_packets.add(1);
