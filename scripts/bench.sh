@@ -24,6 +24,10 @@
 #
 # Needs root and hugepages (scripts/setup.sh). Runs two busy pollers at a time (generator on
 # CPU 0, device under test on CPU 1): leave the machine otherwise idle while it runs.
+#
+# On a bigger box: --workers N --worker-cpus LIST [--generator-cpu C] gives the device under
+# test N workers, one queue of each port per worker (palisade-dp `queues`, testpmd
+# --nb-cores/--rxq/--txq), on the CPUs listed; the generator sends on N queues (one lcore).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -41,7 +45,7 @@ for a in "$@"; do
   fi
   prev=$a
   case $a in
-    --rounds | --seconds | --size | --out | --dp | --testpmd | --criterion) skip=1 ;;
+    --rounds | --seconds | --size | --out | --dp | --testpmd | --criterion | --workers | --worker-cpus | --generator-cpu) skip=1 ;;
     -*) ;;
     *) scenarios+=("$a") ;;
   esac

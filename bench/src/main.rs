@@ -61,6 +61,18 @@ struct Cli {
     /// dpdk-testpmd binary.
     #[arg(long, default_value = "dpdk-testpmd")]
     testpmd: PathBuf,
+    /// Workers of the device under test on the generator-path and veth scenarios, each with
+    /// one queue of both ports (palisade-dp `queues`, testpmd `--nb-cores`/`--rxq`/`--txq`);
+    /// the generator sends on as many queues.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    workers: u16,
+    /// CPUs the device under test's workers run on (an lcore list, `2-5`); worker i on the
+    /// i-th (round robin when there are more workers than CPUs).
+    #[arg(long, default_value = "1")]
+    worker_cpus: String,
+    /// CPU of the generator and of the device under test's main lcore.
+    #[arg(long, default_value_t = 0)]
+    generator_cpu: u32,
     /// Where criterion keeps its results (for the `pipeline` scenario).
     #[arg(long, default_value = "target/criterion")]
     criterion: PathBuf,
@@ -649,6 +661,12 @@ fn main() -> ExitCode {
             "forward" | "protect-10k" | "rule-scaling" | "hitless-update" | "veth" => {
                 let run = dp_path(&cli).and_then(|dp| {
                     let tag = format!("pb{}{}", std::process::id(), s.replace('-', ""));
+                    let cores = path_run::Cores {
+                        generator: cli.generator_cpu,
+                        workers_on: dataplane::config::parse_lcores(&cli.worker_cpus)
+                            .map_err(|e| format!("--worker-cpus: {e}"))?,
+                        workers: cli.workers,
+                    };
                     let b = path_run::Bench {
                         pktgen: &path_run::pktgen_next_to(&dp),
                         dp: &dp,
@@ -658,14 +676,21 @@ fn main() -> ExitCode {
                         rounds: cli.rounds,
                         size: cli.size,
                         runs: std::cell::Cell::new(0),
+                        cores: cores.clone(),
                     };
-                    match s.as_str() {
+                    let mut entries = match s.as_str() {
                         "forward" => b.forward().map(|r| vec![r]),
                         "protect-10k" => b.protect_10k().map(|r| vec![r]),
                         "rule-scaling" => b.rule_scaling().map(|r| vec![r]),
                         "hitless-update" => b.hitless_update().map(|r| vec![r]),
                         _ => b.veth(),
+                    }?;
+                    for e in &mut entries {
+                        e.extra.insert("workers".into(), cores.workers.into());
+                        e.extra
+                            .insert("dut_lcores".into(), cores.dut_lcores().into());
                     }
+                    Ok(entries)
                 });
                 match run {
                     Ok(entries) => {

@@ -71,6 +71,53 @@ pub(crate) fn stop(mut child: Child) {
 /// with the same lcores: main on CPU 0 (mostly asleep, beside the generator), the forwarding
 /// lcore on CPU 1. `prefix` makes the EAL file prefix unique; palisade-dp's config and
 /// control socket go to `dir`. Not started.
+/// Where a run's processes go: the generator's lcore, the device under test's main lcore and
+/// its workers. The default is this 2-CPU machine's layout (generator and both main lcores on
+/// CPU 0, one worker on CPU 1); on a bigger box give the workers their own CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cores {
+    /// CPU of the generator's lcore and of the device under test's main lcore.
+    pub generator: u32,
+    /// CPUs of the device under test's workers: worker `i` runs on `workers_on[i % len]`.
+    pub workers_on: Vec<u32>,
+    /// Workers of the device under test. Each gets one queue index of both ports (palisade-dp
+    /// `queues`, testpmd `--nb-cores`/`--rxq`/`--txq`), and the generator sends on as many
+    /// queues.
+    pub workers: u16,
+}
+
+impl Default for Cores {
+    fn default() -> Self {
+        Self {
+            generator: 0,
+            workers_on: vec![1],
+            workers: 1,
+        }
+    }
+}
+
+impl Cores {
+    /// The device under test's lcores for EAL's `--lcores` (and palisade-dp's `lcores`): the
+    /// main lcore 0 on the generator's CPU, worker lcores 1..=N on their CPUs.
+    pub fn dut_lcores(&self) -> String {
+        let mut map = vec![format!("0@{}", self.generator)];
+        for i in 0..usize::from(self.workers.max(1)) {
+            let cpu = self
+                .workers_on
+                .get(i % self.workers_on.len().max(1))
+                .copied()
+                .unwrap_or(1);
+            map.push(format!("{}@{cpu}", i + 1));
+        }
+        map.join(",")
+    }
+
+    /// Queues per port: one per worker.
+    pub fn queues(&self) -> u16 {
+        self.workers.max(1)
+    }
+}
+
 pub(crate) fn dut_command(
     testpmd: &Path,
     dp: &Path,
@@ -78,6 +125,7 @@ pub(crate) fn dut_command(
     prefix: &str,
     dir: &Path,
     ports: [&str; 2],
+    cores: &Cores,
 ) -> Result<Command, String> {
     let mut parsed = Vec::with_capacity(2);
     for body in ports {
@@ -86,9 +134,16 @@ pub(crate) fn dut_command(
                 .map_err(|e| e.to_string())?,
         );
     }
+    let queues = cores.queues();
+    for p in &mut parsed {
+        // One queue per worker (af_packet's qpairs, af_xdp's queue_count in the devargs).
+        p.queues = queues;
+    }
     if reference {
         let mut cmd = Command::new(testpmd);
-        cmd.args(["-l", "0-1", "--in-memory", "--no-pci", "--no-telemetry"])
+        cmd.arg("--lcores")
+            .arg(cores.dut_lcores())
+            .args(["--in-memory", "--no-pci", "--no-telemetry"])
             .arg("--file-prefix")
             .arg(format!("{prefix}ref"));
         for p in &parsed {
@@ -100,10 +155,12 @@ pub(crate) fn dut_command(
         cmd.args([
             "--",
             "--forward-mode=io",
-            "--nb-cores=1",
             "--stats-period=1",
             "--total-num-mbufs=32767",
         ])
+        .arg(format!("--nb-cores={queues}"))
+        .arg(format!("--rxq={queues}"))
+        .arg(format!("--txq={queues}"))
         .arg(format!("--rxd={RX_DESC}"))
         .arg(format!("--txd={TX_DESC}"))
         .arg(format!("--mbcache={MBUF_CACHE}"));
@@ -112,12 +169,16 @@ pub(crate) fn dut_command(
         let cfg = dir.join(format!("{prefix}dp.toml"));
         let names: Vec<&str> = parsed.iter().map(|p| p.name.as_str()).collect();
         let mut text = format!(
-            "[dataplane]\nlcores = \"0-1\"\nmemory = \"in-memory\"\nfile_prefix = \"{prefix}dp\"\nidle = \"busy\"\nmbufs = 32767\nsocket = \"{}\"\n",
+            "[dataplane]\nlcores = \"{}\"\nmemory = \"in-memory\"\nfile_prefix = \"{prefix}dp\"\nidle = \"busy\"\nmbufs = 32767\nsocket = \"{}\"\n",
+            cores.dut_lcores(),
             dir.join(format!("{prefix}dp.sock")).display()
         );
         for body in ports {
             text.push_str("[[dataplane.port]]\n");
             text.push_str(body);
+            if queues > 1 && !body.contains("queues") {
+                text.push_str(&format!("queues = {queues}\n"));
+            }
         }
         text.push_str(&format!(
             "[[dataplane.pair]]\nports = [\"{}\", \"{}\"]\n",
@@ -270,6 +331,19 @@ impl Run {
         l
     }
 
+    /// Packets each of palisade-dp's workers received, in lcore order (how the queues spread
+    /// the flows).
+    fn dp_worker_rx(&self) -> Vec<u64> {
+        self.dp
+            .as_ref()
+            .and_then(|d| d["workers"].as_array())
+            .map_or_else(Vec::new, |w| {
+                w.iter()
+                    .map(|w| w["counters"]["rx_packets"].as_u64().unwrap_or(0))
+                    .collect()
+            })
+    }
+
     /// A counter summed over palisade-dp's workers (`pipeline.policy_drops`...).
     fn dp_counter(&self, section: &str, key: &str) -> u64 {
         self.dp
@@ -301,6 +375,8 @@ pub struct Bench<'a> {
     pub size: u32,
     /// Runs so far (file prefixes stay unique).
     pub runs: std::cell::Cell<u32>,
+    /// Where the generator and the device under test run.
+    pub cores: Cores,
 }
 
 /// While the generator runs: given a control client of palisade-dp and the instant the
@@ -372,6 +448,7 @@ impl Bench<'_> {
             &format!("{}{run}", self.tag),
             dir,
             [&a, &b],
+            &self.cores,
         )?;
         if let Dut::Palisade(_) = dut {
             // `PALISADE_BENCH_DP_LOG` sets its log filter (default: warnings).
@@ -403,8 +480,9 @@ impl Bench<'_> {
         let ready = dir.path().join("ready");
         let port = |s: &str| {
             format!(
-                "kind=memif,socket={},role=server,abstract=false",
-                dir.path().join(s).display()
+                "kind=memif,socket={},role=server,abstract=false,queues={}",
+                dir.path().join(s).display(),
+                self.cores.queues()
             )
         };
         let mut cmd = Command::new(self.pktgen);
@@ -413,7 +491,9 @@ impl Bench<'_> {
             .arg(self.size.to_string())
             .args(["--seconds", &seconds.to_string(), "--warmup"])
             .arg(warmup.to_string())
-            .args(["--cpu", "0", "--link-timeout", "20", "--wait-for"])
+            .arg("--cpu")
+            .arg(self.cores.generator.to_string())
+            .args(["--link-timeout", "20", "--wait-for"])
             .arg(&ready)
             .arg("--file-prefix")
             .arg(format!("{}gen{run}", self.tag))
@@ -589,6 +669,7 @@ impl Bench<'_> {
                 "palisade_evaluations".into(),
                 p.dp_counter("pipeline", "evaluations").into(),
             );
+            extra.insert("palisade_worker_rx".into(), p.dp_worker_rx().into());
         }
         if let Some(p) = policy {
             extra.insert("rules".into(), p.rules.len().into());

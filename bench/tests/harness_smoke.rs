@@ -12,6 +12,11 @@ use serde_json::Value;
 
 /// Runs `palisade-bench --quick` with `scenarios`; returns the report.
 fn run(scenarios: &[&str]) -> Value {
+    run_with(&[], scenarios)
+}
+
+/// [`run`] with more options before the scenarios.
+fn run_with(options: &[&str], scenarios: &[&str]) -> Value {
     let bench = std::path::PathBuf::from(env!("CARGO_BIN_EXE_palisade-bench"));
     let dp = bench.with_file_name("palisade-dp");
     assert!(
@@ -30,6 +35,7 @@ fn run(scenarios: &[&str]) -> Value {
         .arg(&dp)
         .arg("--out")
         .arg(&out)
+        .args(options)
         .args(scenarios)
         .output()
         .unwrap();
@@ -113,4 +119,23 @@ fn protect_scenarios_write_a_well_formed_report() {
         .as_u64()
         .unwrap();
     assert!(done > 0, "{h}");
+}
+
+#[test]
+fn two_workers_on_two_queues_write_a_well_formed_report() {
+    // Both workers on CPU 1 here; on a real box `--worker-cpus` gives each its own.
+    let r = run_with(&["--workers", "2", "--worker-cpus", "1"], &["protect-10k"]);
+    let p = &r["scenarios"][0];
+    assert_eq!(p["workers"], 2, "{p}");
+    assert_eq!(p["dut_lcores"], "0@0,1@1,2@1", "{p}");
+    assert_eq!(p["palisade_policy_drops"], 0, "{p}");
+    // The generator spreads its 10k flows over both queues: both workers carry traffic.
+    let rx: Vec<u64> = p["palisade_worker_rx"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(rx.len(), 2, "{p}");
+    assert!(rx.iter().all(|&n| n > 0), "{p}");
 }

@@ -6,7 +6,9 @@
 //!
 //! Ports are given like `palisade-dp`'s `[[dataplane.port]]` tables, as comma-separated
 //! `key=value` (`kind=memif,socket=/run/pg.sock,role=server`), or `loop`: a ring looped back
-//! to itself, which measures the generator alone.
+//! to itself, which measures the generator alone. A port with `queues=N` sends flow slot `i`
+//! on queue `i mod N` (a flow keeps its queue, so a device under test with N workers on N
+//! queues sees each flow on one worker) and receives from all N.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
@@ -236,8 +238,9 @@ impl Gen<'_> {
         let mut counters = ClassCounters::default();
         let mut latency = Histogram::new();
         let mut foreign = 0u64;
-        let mut batch: Vec<Mbuf> = Vec::with_capacity(BURST);
-        let mut classes: Vec<Class> = Vec::with_capacity(BURST);
+        let queues = self.tx.queues().max(1);
+        let mut batches: Vec<Vec<Mbuf>> = (0..queues).map(|_| Vec::with_capacity(BURST)).collect();
+        let mut classes: Vec<Vec<Class>> = (0..queues).map(|_| Vec::with_capacity(BURST)).collect();
         let mut received: Vec<Mbuf> = Vec::with_capacity(BURST);
         let warm_end = Duration::from_secs_f64(warmup.max(0.0));
         let end = warm_end + Duration::from_secs_f64(seconds.max(0.0));
@@ -286,16 +289,22 @@ impl Gen<'_> {
                     break;
                 }
                 tpl.seq = tpl.seq.wrapping_add(1);
-                classes.push(tpl.class);
-                batch.push(m);
+                let q = (slot % u32::from(queues)) as usize;
+                if let (Some(b), Some(c)) = (batches.get_mut(q), classes.get_mut(q)) {
+                    c.push(tpl.class);
+                    b.push(m);
+                }
                 if every_frame_new {
                     let (generation, size) = (tpl.generation + 1, tpl.size);
                     self.refill(tpl, slot, generation, size)?;
                 }
                 slot = (slot + 1) % count;
             }
-            if !batch.is_empty() {
-                let sent = self.tx.tx_burst(&mut batch);
+            for (q, (batch, classes)) in batches.iter_mut().zip(classes.iter_mut()).enumerate() {
+                if batch.is_empty() {
+                    continue;
+                }
+                let sent = self.tx.tx_burst_on(u16::try_from(q).unwrap_or(0), batch);
                 pacer.consume(u32::try_from(sent).unwrap_or(0));
                 if measuring {
                     for c in &classes[..sent] {
@@ -338,8 +347,9 @@ impl Gen<'_> {
         })
     }
 
-    /// One receive burst: stamps found are counted by their flow's class and their latency
-    /// (against `clock`, the trial's) recorded while `measuring`, if sent at or after `since`.
+    /// One receive burst from each rx queue: stamps found are counted by their flow's class and
+    /// their latency (against `clock`, the trial's) recorded while `measuring`, if sent at or
+    /// after `since`.
     #[allow(clippy::too_many_arguments)]
     fn receive(
         &self,
@@ -351,19 +361,21 @@ impl Gen<'_> {
         latency: &mut Histogram,
         foreign: &mut u64,
     ) {
-        buf.clear();
-        if self.rx.rx_burst(buf, BURST) == 0 {
-            return;
-        }
-        let t = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        for m in buf.drain(..) {
-            match packet::parse_stamp(m.data()) {
-                Some(stamp) if measuring && stamp.tx_time >= since => {
-                    counters.received(self.flows.class(stamp.flow), 1);
-                    latency.record(stamp.latency(t));
+        for q in 0..self.rx.queues().max(1) {
+            buf.clear();
+            if self.rx.rx_burst_from(q, buf, BURST) == 0 {
+                continue;
+            }
+            let t = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            for m in buf.drain(..) {
+                match packet::parse_stamp(m.data()) {
+                    Some(stamp) if measuring && stamp.tx_time >= since => {
+                        counters.received(self.flows.class(stamp.flow), 1);
+                        latency.record(stamp.latency(t));
+                    }
+                    Some(_) => {}
+                    None => *foreign += 1,
                 }
-                Some(_) => {}
-                None => *foreign += 1,
             }
         }
     }
