@@ -6,7 +6,11 @@
 //! - `conntrack_insert/N`: a packet of a new flow, looked up and inserted, next to N sessions;
 //! - `dpi_first_packet/<app>`: a fresh session's first payload (HTTP request, TLS ClientHello);
 //! - `established/N`: the whole path of an established flow through `Pipeline::process`
-//!   (parse + conntrack hit + the session's cached state), the path with a 100-cycle goal.
+//!   (parse + conntrack hit + the session's cached state), the path with a 100-cycle goal;
+//! - `established_burst/{plain,prefetched}`: the same for 10k flows in a table of the default
+//!   1M sessions (the `protect-10k` benchmark's shape), a burst of 32 at a time as a worker
+//!   takes it: `process` alone, or the burst's software pipeline as the worker runs it
+//!   (`Pipeline::prepare` over the burst, then `prefetch_session`, then `process_prepared`).
 //!
 //! `scripts/bench.sh` runs these and converts the times to cycles with the TSC frequency,
 //! next to `dpdk-testpmd` io-forward's cycles per packet measured in the same run.
@@ -256,9 +260,86 @@ fn established(c: &mut Criterion) {
     g.finish();
 }
 
+fn established_burst(c: &mut Criterion) {
+    const FLOWS: usize = 10_000;
+    const BURST: usize = 32;
+    let mut g = c.benchmark_group("established_burst");
+    g.throughput(Throughput::Elements(BURST as u64));
+    let policy = ActivePolicy::empty().expect("empty policy");
+    let mut p: Pipeline<()> =
+        Pipeline::new(Config::with_capacity(1 << 20), None).expect("pipeline");
+    let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    for i in 0..FLOWS as u32 {
+        let _ = p.process(
+            &frame_with(i, 0x02, get),
+            Timestamp::from_secs(1),
+            &policy,
+            (),
+            |_, _| {},
+            |_| {},
+        );
+    }
+    let frames: Vec<Vec<u8>> = scatter(FLOWS).iter().map(|&i| frame(i, 0x10)).collect();
+    for prefetched in [false, true] {
+        let mut at = 0usize;
+        let id = if prefetched { "prefetched" } else { "plain" };
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                let burst = &frames[at..at + BURST];
+                at = if at + 2 * BURST > frames.len() {
+                    0
+                } else {
+                    at + BURST
+                };
+                let mut done = 0;
+                if prefetched {
+                    let prepared: Vec<_> = burst.iter().map(|f| p.prepare(black_box(f))).collect();
+                    for x in &prepared {
+                        p.prefetch_session(x);
+                    }
+                    for (f, x) in burst.iter().zip(&prepared) {
+                        if matches!(
+                            p.process_prepared(
+                                f,
+                                x,
+                                Timestamp::from_secs(2),
+                                &policy,
+                                (),
+                                |_, _| {},
+                                |_| {}
+                            ),
+                            dataplane::pipeline::Step::Done(..)
+                        ) {
+                            done += 1;
+                        }
+                    }
+                } else {
+                    for f in burst {
+                        if matches!(
+                            p.process(
+                                black_box(f),
+                                Timestamp::from_secs(2),
+                                &policy,
+                                (),
+                                |_, _| {},
+                                |_| {}
+                            ),
+                            dataplane::pipeline::Step::Done(..)
+                        ) {
+                            done += 1;
+                        }
+                    }
+                }
+                done
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30);
-    targets = parse, conntrack_hit, conntrack_insert, dpi_first_packet, established
+    targets = parse, conntrack_hit, conntrack_insert, dpi_first_packet, established, established_burst
 }
 criterion_main!(benches);

@@ -100,6 +100,14 @@ pub struct FlowState {
     flags: u8,
 }
 
+/// A frame [`Pipeline::prepare`] parsed, with its flow key's hash (its connection-table
+/// bucket already on its way into the cache).
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<'a> {
+    parsed: Result<Packet<'a>, Malformed>,
+    hash: Option<u64>,
+}
+
 /// The outcome of [`Pipeline::process`] for the packet passed in.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step<H> {
@@ -385,9 +393,56 @@ impl<H> Pipeline<H> {
         release: impl FnMut(H, Verdict),
         drop: impl FnMut(H),
     ) -> Step<H> {
+        let prepared = Prepared {
+            parsed: wire::parse(frame),
+            hash: None,
+        };
+        self.process_prepared(frame, &prepared, now, policy, handle, release, drop)
+    }
+
+    /// First step of the software pipeline over a burst (what DPDK's `rte_hash_lookup_bulk`
+    /// does): parses `frame` and prefetches the connection-table bucket its session is filed
+    /// under. Run it over the whole burst, then [`Pipeline::prefetch_session`] over it, then
+    /// [`Pipeline::process_prepared`]: the burst's cache misses overlap instead of following
+    /// each other, and each frame is parsed and its key hashed once. Same verdicts as
+    /// [`Pipeline::process`].
+    #[inline]
+    pub fn prepare<'a>(&self, frame: &'a [u8]) -> Prepared<'a> {
+        let parsed = wire::parse(frame);
+        let hash = match &parsed {
+            Ok(Packet {
+                net: Net::Ip(ip), ..
+            }) if !matches!(ip.l4, L4::Fragment(_)) => {
+                Some(self.ct.prefetch_bucket(&flow_key(ip).0))
+            }
+            _ => None,
+        };
+        Prepared { parsed, hash }
+    }
+
+    /// Second step: prefetches the session the bucket of a prepared frame points at.
+    #[inline]
+    pub fn prefetch_session(&self, prepared: &Prepared<'_>) {
+        if let Some(h) = prepared.hash {
+            self.ct.prefetch_session(h);
+        }
+    }
+
+    /// [`Pipeline::process`] for a frame [`Pipeline::prepare`] parsed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process_prepared(
+        &mut self,
+        frame: &[u8],
+        prepared: &Prepared<'_>,
+        now: Timestamp,
+        policy: &ActivePolicy,
+        handle: H,
+        release: impl FnMut(H, Verdict),
+        drop: impl FnMut(H),
+    ) -> Step<H> {
         self.counters.frames.add(1);
-        match wire::parse(frame) {
-            Ok(p) => self.packet(&p, now, policy, handle, release, drop),
+        match prepared.parsed {
+            Ok(p) => self.packet_hashed(&p, prepared.hash, now, policy, handle, release, drop),
             Err(m) => {
                 self.counters.malformed[m.index()].add(1);
                 if let (Some(d), Some((src, dst, proto))) =
@@ -414,6 +469,21 @@ impl<H> Pipeline<H> {
     pub fn packet(
         &mut self,
         p: &Packet<'_>,
+        now: Timestamp,
+        policy: &ActivePolicy,
+        handle: H,
+        release: impl FnMut(H, Verdict),
+        drop: impl FnMut(H),
+    ) -> Step<H> {
+        self.packet_hashed(p, None, now, policy, handle, release, drop)
+    }
+
+    /// [`Pipeline::packet`] with its flow key's hash when [`Pipeline::prepare`] computed it.
+    #[allow(clippy::too_many_arguments)]
+    fn packet_hashed(
+        &mut self,
+        p: &Packet<'_>,
+        hash: Option<u64>,
         now: Timestamp,
         policy: &ActivePolicy,
         handle: H,
@@ -471,7 +541,7 @@ impl<H> Pipeline<H> {
                 Later::Unheld(h) => Step::Done(Verdict::Drop(Drop::Fragment), h),
             };
         }
-        let verdict = self.session(p, &ip, now, policy);
+        let verdict = self.session(p, &ip, hash, now, policy);
         if let Some(f) = ip.frag {
             // The first fragment: later ones follow its verdict.
             let key = FragKey {
@@ -529,6 +599,7 @@ impl<H> Pipeline<H> {
         &mut self,
         p: &Packet<'_>,
         ip: &wire::Ip<'_>,
+        hash: Option<u64>,
         now: Timestamp,
         policy: &ActivePolicy,
     ) -> Verdict {
@@ -554,7 +625,11 @@ impl<H> Pipeline<H> {
             tcp_flags: flags,
             len: u32::from(ip.len),
         };
-        let Ok(tracked) = self.ct.track(&meta, now) else {
+        let tracked = match hash {
+            Some(h) => self.ct.track_hashed(&meta, h, now),
+            None => self.ct.track(&meta, now),
+        };
+        let Ok(tracked) = tracked else {
             // Not tracked (a stray RST/FIN/SYN+ACK, bad flags, or a full table): judge the
             // packet on its own, its source as the client.
             self.counters.untracked.add(1);

@@ -60,6 +60,34 @@ impl Index {
         (tag.checked_shr(self.shift).unwrap_or(0) as usize) & self.mask
     }
 
+    /// Prefetches the cache line of `hash`'s home bucket.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if let Some(b) = self.buckets.get(self.home(Self::tag(hash))) {
+            crate::hugemem::prefetch(b);
+        }
+    }
+
+    /// The slab index of the first entry at `hash`'s home with `hash`'s tag, without comparing
+    /// keys (a guess for prefetching: usually the session [`Index::find`] will return).
+    #[inline]
+    pub(crate) fn guess(&self, hash: u64) -> Option<u32> {
+        let tag = Self::tag(hash);
+        let mut pos = self.home(tag);
+        // Looks along the probe's first few buckets only: past them a prefetch is not worth it.
+        for _ in 0..4 {
+            let b = self.buckets.get(pos)?;
+            if b.idx == NIL {
+                return None;
+            }
+            if b.tag == tag {
+                return Some(b.idx);
+            }
+            pos = (pos + 1) & self.mask;
+        }
+        None
+    }
+
     /// Position and slab index of the entry with `hash` whose session `is_key` accepts.
     #[inline]
     pub(crate) fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {

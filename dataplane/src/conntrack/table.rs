@@ -81,6 +81,36 @@ impl<T: Default> Table<T> {
         })
     }
 
+    /// First step of a burst's software pipeline (what DPDK's `rte_hash_lookup_bulk` does):
+    /// hashes `key` and prefetches its index bucket; returns the hash for
+    /// [`Table::prefetch_session`]. Run it over a whole burst, then `prefetch_session`, then
+    /// `track`: the cache misses of the burst's lookups overlap instead of following each
+    /// other.
+    #[inline]
+    pub fn prefetch_bucket(&self, key: &FlowKey) -> u64 {
+        let hash = key.hash(&self.seed);
+        self.index.prefetch(hash);
+        hash
+    }
+
+    /// Second step: prefetches the session the index most likely holds for `hash` (its
+    /// bucket should be in cache by now).
+    #[inline]
+    pub fn prefetch_session(&self, hash: u64) {
+        if let Some(s) = self
+            .index
+            .guess(hash)
+            .and_then(|i| self.sessions.get(i as usize))
+        {
+            let p = std::ptr::from_ref(s).cast::<u8>();
+            let mut off = 0;
+            while off < size_of::<Session<T>>() {
+                crate::hugemem::prefetch(p.wrapping_add(off));
+                off += 64;
+            }
+        }
+    }
+
     /// Finds or creates the session of `pkt` and accounts the packet to it.
     ///
     /// On success the session's TCP state, counters, last-seen time and deadline already
@@ -90,6 +120,19 @@ impl<T: Default> Table<T> {
     #[inline]
     pub fn track(&mut self, pkt: &PacketMeta, now: Timestamp) -> Result<Tracked<'_, T>, Untracked> {
         let hash = pkt.key.hash(&self.seed);
+        self.track_hashed(pkt, hash, now)
+    }
+
+    /// [`Table::track`] with the key's hash as [`Table::prefetch_bucket`] returned it for
+    /// `pkt.key` (not hashed again).
+    #[inline]
+    pub fn track_hashed(
+        &mut self,
+        pkt: &PacketMeta,
+        hash: u64,
+        now: Timestamp,
+    ) -> Result<Tracked<'_, T>, Untracked> {
+        debug_assert_eq!(hash, pkt.key.hash(&self.seed), "a hash of another key");
         let sessions = &self.sessions;
         let found = self
             .index
