@@ -6,7 +6,8 @@
 //! (`bench::pktgen::flows`), 64-byte frames by default.
 //!
 //! - `forward`: the RFC 2544 zero-loss rate (NDR) of both, 10k flows, no policy in palisade-dp
-//!   (everything forwarded), and the latency distribution at that rate.
+//!   (everything forwarded), the latency distribution at that rate, and both latencies at one
+//!   equal load (half the lower of the two zero-loss rates).
 //! - `protect-10k`: palisade-dp in protect mode with a 10k-rule policy
 //!   ([`policy_gen::generate`] plus the rule that allows the benchmark's flows), 10k established
 //!   flows; NDR against testpmd io's. Target: 80% of testpmd's.
@@ -45,6 +46,9 @@ const MIXED: &str = "count=10000,allowed=80%";
 /// The benchmark's server (the protected workload) and its clients' network.
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 const CLIENTS: &str = "198.18.0.0/16";
+/// The rate of the equal-load latency trials: this share of the lower of the two zero-loss
+/// rates.
+const EQUAL_LOAD: f64 = 0.5;
 /// Rule sizes of `rule-scaling`.
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 
@@ -658,6 +662,32 @@ impl Bench<'_> {
         extra.insert("flows".into(), ESTABLISHED.into());
         if let Some(r) = &ref_best {
             extra.insert("reference_latency".into(), r.latency());
+        }
+        // Latency at each side's own zero-loss rate compares two loaded systems; at one rate
+        // both sustain (half the lower zero-loss rate), it compares the programs.
+        let equal = ref_best
+            .as_ref()
+            .zip(pal_best.as_ref())
+            .map(|(r, p)| r.ndr_mpps().min(p.ndr_mpps()) * 1e6 * EQUAL_LOAD)
+            .filter(|pps| *pps >= 1.0);
+        if let Some(pps) = equal {
+            let r = self.once(
+                Dut::Testpmd,
+                ESTABLISHED,
+                Load::Fixed(pps),
+                self.seconds(),
+                None,
+            )?;
+            let p = self.once(
+                Dut::Palisade(policy),
+                ESTABLISHED,
+                Load::Fixed(pps),
+                self.seconds(),
+                None,
+            )?;
+            extra.insert("equal_load_pps".into(), pps.round().into());
+            extra.insert("reference_latency_equal_load".into(), r.latency());
+            extra.insert("palisade_latency_equal_load".into(), p.latency());
         }
         if let Some(p) = &pal_best {
             extra.insert("palisade_latency".into(), p.latency());

@@ -80,6 +80,13 @@ fn null_and_forward_write_a_well_formed_report() {
     let fw = &r["scenarios"][1];
     assert!(latency_ok(&fw["reference_latency"]), "{fw}");
     assert!(latency_ok(&fw["palisade_latency"]), "{fw}");
+    // And both at one equal load.
+    assert!(
+        fw["equal_load_pps"].as_f64().is_some_and(|r| r > 0.0),
+        "{fw}"
+    );
+    assert!(latency_ok(&fw["reference_latency_equal_load"]), "{fw}");
+    assert!(latency_ok(&fw["palisade_latency_equal_load"]), "{fw}");
 }
 
 #[test]
