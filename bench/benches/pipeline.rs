@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::conntrack::{self, FlowKey, Table, Timestamp};
 use dataplane::dpi;
-use dataplane::pipeline::{Config, FlowState, Pipeline};
+use dataplane::pipeline::{Config, FlowState, Pipeline, Prepared};
 use dataplane::policy::ActivePolicy;
 use dataplane::wire::{self, TcpFlags};
 
@@ -221,19 +221,7 @@ fn established(c: &mut Criterion) {
     // No workloads: sessions carry the unenforced decision, computed on their first packet.
     let policy = ActivePolicy::empty().expect("empty policy");
     for n in SIZES {
-        let mut p: Pipeline<()> = Pipeline::new(Config::with_capacity(n), None).expect("pipeline");
-        // Open every flow with an HTTP request, so DPI has decided and the session is settled.
-        let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
-        for i in 0..n as u32 {
-            let _ = p.process(
-                &frame_with(i, 0x02, get),
-                Timestamp::from_secs(1),
-                &policy,
-                (),
-                |_, _| {},
-                |_| {},
-            );
-        }
+        let mut p = settled(n, n, &policy);
         let frames: Vec<Vec<u8>> = scatter(n.min(65_536))
             .iter()
             .map(|&i| frame(i * (n as u32 / n.min(65_536) as u32), 0x10))
@@ -243,21 +231,46 @@ fn established(c: &mut Criterion) {
             b.iter(|| {
                 let f = &frames[at];
                 at = if at + 1 == frames.len() { 0 } else { at + 1 };
-                matches!(
-                    p.process(
-                        black_box(f),
-                        Timestamp::from_secs(2),
-                        &policy,
-                        (),
-                        |_, _| {},
-                        |_| {}
-                    ),
-                    dataplane::pipeline::Step::Done(..)
-                )
+                judge(&mut p, black_box(f), None, &policy)
             })
         });
     }
     g.finish();
+}
+
+/// A pipeline of `capacity` sessions with flows 0..`flows` opened by an HTTP request each, so
+/// DPI has decided and every session is settled.
+fn settled(capacity: usize, flows: usize, policy: &ActivePolicy) -> Pipeline<()> {
+    let mut p: Pipeline<()> =
+        Pipeline::new(Config::with_capacity(capacity), None).expect("pipeline");
+    let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    for i in 0..flows as u32 {
+        let _ = p.process(
+            &frame_with(i, 0x02, get),
+            Timestamp::from_secs(1),
+            policy,
+            (),
+            |_, _| {},
+            |_| {},
+        );
+    }
+    p
+}
+
+/// Judges `frame` (through `process`, or `process_prepared` when `prepared` is given);
+/// whether a verdict came out.
+fn judge(
+    p: &mut Pipeline<()>,
+    frame: &[u8],
+    prepared: Option<&Prepared<'_>>,
+    policy: &ActivePolicy,
+) -> bool {
+    let now = Timestamp::from_secs(2);
+    let step = match prepared {
+        Some(x) => p.process_prepared(frame, x, now, policy, (), |_, _| {}, |_| {}),
+        None => p.process(frame, now, policy, (), |_, _| {}, |_| {}),
+    };
+    matches!(step, dataplane::pipeline::Step::Done(..))
 }
 
 fn established_burst(c: &mut Criterion) {
@@ -266,19 +279,7 @@ fn established_burst(c: &mut Criterion) {
     let mut g = c.benchmark_group("established_burst");
     g.throughput(Throughput::Elements(BURST as u64));
     let policy = ActivePolicy::empty().expect("empty policy");
-    let mut p: Pipeline<()> =
-        Pipeline::new(Config::with_capacity(1 << 20), None).expect("pipeline");
-    let get = b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
-    for i in 0..FLOWS as u32 {
-        let _ = p.process(
-            &frame_with(i, 0x02, get),
-            Timestamp::from_secs(1),
-            &policy,
-            (),
-            |_, _| {},
-            |_| {},
-        );
-    }
+    let mut p = settled(1 << 20, FLOWS, &policy);
     let frames: Vec<Vec<u8>> = scatter(FLOWS).iter().map(|&i| frame(i, 0x10)).collect();
     for prefetched in [false, true] {
         let mut at = 0usize;
@@ -293,41 +294,20 @@ fn established_burst(c: &mut Criterion) {
                 };
                 let mut done = 0;
                 if prefetched {
-                    let prepared: Vec<_> = burst.iter().map(|f| p.prepare(black_box(f))).collect();
-                    for x in &prepared {
+                    // As the worker does it: on the stack, each frame parsed once.
+                    let mut prepared = [None::<Prepared<'_>>; BURST];
+                    for (x, f) in prepared.iter_mut().zip(burst) {
+                        *x = Some(p.prepare(black_box(f)));
+                    }
+                    for x in prepared.iter().flatten() {
                         p.prefetch_session(x);
                     }
                     for (f, x) in burst.iter().zip(&prepared) {
-                        if matches!(
-                            p.process_prepared(
-                                f,
-                                x,
-                                Timestamp::from_secs(2),
-                                &policy,
-                                (),
-                                |_, _| {},
-                                |_| {}
-                            ),
-                            dataplane::pipeline::Step::Done(..)
-                        ) {
-                            done += 1;
-                        }
+                        done += usize::from(judge(&mut p, f, x.as_ref(), &policy));
                     }
                 } else {
                     for f in burst {
-                        if matches!(
-                            p.process(
-                                black_box(f),
-                                Timestamp::from_secs(2),
-                                &policy,
-                                (),
-                                |_, _| {},
-                                |_| {}
-                            ),
-                            dataplane::pipeline::Step::Done(..)
-                        ) {
-                            done += 1;
-                        }
+                        done += usize::from(judge(&mut p, black_box(f), None, &policy));
                     }
                 }
                 done

@@ -54,6 +54,50 @@ fn policy(generation: u64, mode: Mode) -> Policy {
     }
 }
 
+/// The client's and the server's namespaces, joined through a running palisade-dp whose two
+/// af_packet ports (`queues` each) are the host ends of their veths; echo servers on the
+/// server's 5001 and 5002.
+struct Bed {
+    ns_a: Netns,
+    /// Kept until the test ends (its echo servers live there).
+    _ns_b: Netns,
+    veths: (Veth, Veth),
+    socket: std::path::PathBuf,
+    dp: DpProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl Bed {
+    fn start(tag: &str, lcores: &str, queues: u16) -> Bed {
+        let ns_a = Netns::new(&format!("{tag}-a"));
+        let ns_b = Netns::new(&format!("{tag}-b"));
+        let va = Veth::new(&ns_a, &format!("p{tag}a"), &format!("{CLIENT}/24"));
+        let vb = Veth::new(&ns_b, &format!("p{tag}b"), &format!("{SERVER}/24"));
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("dp.sock");
+        let mut dp = DpProcess::spawn(&format!(
+            "[dataplane]\nlcores = \"{lcores}\"\nfile_prefix = \"{}\"\nsessions = 4096\nsocket = \"{}\"\nstats_interval_s = 0\n\
+             [[dataplane.port]]\nname = \"a\"\nkind = \"af_packet\"\niface = \"{}\"\nqueues = {queues}\n\
+             [[dataplane.port]]\nname = \"b\"\nkind = \"af_packet\"\niface = \"{}\"\nqueues = {queues}\n\
+             [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
+            unique(tag),
+            socket.display(),
+            va.host(),
+            vb.host()
+        ));
+        dp.wait_ready(Duration::from_secs(30));
+        echo_servers(&ns_b, SERVER, &[5001, 5002]);
+        Bed {
+            ns_a,
+            _ns_b: ns_b,
+            veths: (va, vb),
+            socket,
+            dp,
+            _dir: dir,
+        }
+    }
+}
+
 /// Events until `pred` has seen what it wants or `timeout` passes.
 fn wait_events(
     c: &mut Client,
@@ -76,24 +120,14 @@ fn wait_events(
 
 #[test]
 fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both() {
-    let ns_a = Netns::new("pol-a");
-    let ns_b = Netns::new("pol-b");
-    let va = Veth::new(&ns_a, "ppa", &format!("{CLIENT}/24"));
-    let vb = Veth::new(&ns_b, "ppb", &format!("{SERVER}/24"));
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("dp.sock");
-    let mut dp = DpProcess::spawn(&format!(
-        "[dataplane]\nlcores = \"0-1\"\nfile_prefix = \"{}\"\nsessions = 4096\nsocket = \"{}\"\nstats_interval_s = 0\n\
-         [[dataplane.port]]\nname = \"a\"\nkind = \"af_packet\"\niface = \"{}\"\n\
-         [[dataplane.port]]\nname = \"b\"\nkind = \"af_packet\"\niface = \"{}\"\n\
-         [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
-        unique("pol"),
-        socket.display(),
-        va.host(),
-        vb.host()
-    ));
-    dp.wait_ready(Duration::from_secs(30));
-    echo_servers(&ns_b, SERVER, &[5001, 5002]);
+    let Bed {
+        ns_a,
+        _ns_b,
+        veths,
+        socket,
+        mut dp,
+        _dir,
+    } = Bed::start("pol", "0-1", 1);
 
     let mut ctl = Client::connect(&socket).unwrap();
     let mut events = Client::connect(&socket).unwrap();
@@ -170,7 +204,7 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
     let st = dp.terminate(Duration::from_secs(15));
     assert!(st.success(), "{}", dp.log_text());
     assert!(!socket.exists(), "the socket file is removed on exit");
-    drop((va, vb));
+    drop(veths);
 }
 
 /// Two workers on two queues of each af_packet port (lcore 2 shares CPU 1 on a 2-core box):
@@ -180,24 +214,14 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
 /// (denied): every connection working, with no session picked up, shows both directions met.
 #[test]
 fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
-    let ns_a = Netns::new("mq-a");
-    let ns_b = Netns::new("mq-b");
-    let va = Veth::new(&ns_a, "pma", &format!("{CLIENT}/24"));
-    let vb = Veth::new(&ns_b, "pmb", &format!("{SERVER}/24"));
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("dp.sock");
-    let mut dp = DpProcess::spawn(&format!(
-        "[dataplane]\nlcores = \"0-1,2@1\"\nfile_prefix = \"{}\"\nsessions = 4096\nsocket = \"{}\"\nstats_interval_s = 0\n\
-         [[dataplane.port]]\nname = \"a\"\nkind = \"af_packet\"\niface = \"{}\"\nqueues = 2\n\
-         [[dataplane.port]]\nname = \"b\"\nkind = \"af_packet\"\niface = \"{}\"\nqueues = 2\n\
-         [[dataplane.pair]]\nports = [\"a\", \"b\"]\n",
-        unique("mq"),
-        socket.display(),
-        va.host(),
-        vb.host()
-    ));
-    dp.wait_ready(Duration::from_secs(30));
-    echo_servers(&ns_b, SERVER, &[5001, 5002]);
+    let Bed {
+        ns_a,
+        _ns_b,
+        veths,
+        socket,
+        mut dp,
+        _dir,
+    } = Bed::start("mq", "0-1,2@1", 2);
     let mut ctl = Client::connect(&socket).unwrap();
     let stats = ctl.stats().unwrap();
     assert_eq!(stats.pairs.len(), 1);
@@ -249,5 +273,5 @@ fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
     drop(ctl);
     let st = dp.terminate(Duration::from_secs(15));
     assert!(st.success(), "{}", dp.log_text());
-    drop((va, vb));
+    drop(veths);
 }
