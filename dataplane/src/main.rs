@@ -147,7 +147,8 @@ fn run(cfg: &DataplaneConfig) -> Result<(), Box<dyn Error>> {
         "dataplane running"
     );
     for p in dp.port_reports() {
-        tracing::info!(port = %p.name, port_id = p.port_id, lcore = p.lcore.0, link_up = p.link.up, "port started");
+        let lcores: Vec<u32> = p.lcores.iter().map(|l| l.0).collect();
+        tracing::info!(port = %p.name, port_id = p.port_id, lcores = ?lcores, rss = p.rss, link_up = p.link.up, "port started");
     }
 
     tracing::info!(socket = %cfg.socket.display(), "control socket listening");
@@ -234,6 +235,7 @@ fn log_stats(dp: &Dataplane) {
             sessions_expired = w.conntrack.expired,
             sessions_evicted = w.conntrack.evicted,
             sessions_refused = w.conntrack.refused,
+            sessions_picked_up = w.conntrack.picked_up,
             malformed = w.pipeline.malformed_total(),
             inspected = w.pipeline.inspected,
             policy_drops = w.pipeline.policy_drops,
