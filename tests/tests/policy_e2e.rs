@@ -61,7 +61,7 @@ struct Bed {
     ns_a: Netns,
     /// Kept until the test ends (its echo servers live there).
     _ns_b: Netns,
-    veths: (Veth, Veth),
+    _veths: (Veth, Veth),
     socket: std::path::PathBuf,
     dp: DpProcess,
     _dir: tempfile::TempDir,
@@ -90,7 +90,7 @@ impl Bed {
         Bed {
             ns_a,
             _ns_b: ns_b,
-            veths: (va, vb),
+            _veths: (va, vb),
             socket,
             dp,
             _dir: dir,
@@ -120,28 +120,22 @@ fn wait_events(
 
 #[test]
 fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both() {
-    let Bed {
-        ns_a,
-        _ns_b,
-        veths,
-        socket,
-        mut dp,
-        _dir,
-    } = Bed::start("pol", "0-1", 1);
+    let bed = Bed::start("pol", "0-1", 1);
+    let (ns_a, socket, mut dp) = (&bed.ns_a, bed.socket.clone(), bed.dp);
 
     let mut ctl = Client::connect(&socket).unwrap();
     let mut events = Client::connect(&socket).unwrap();
     events.subscribe().unwrap();
 
     // Before any policy: nothing is a workload, everything passes.
-    assert_eq!(talk(&ns_a, SERVER, 5002), Ok(()));
+    assert_eq!(talk(ns_a, SERVER, 5002), Ok(()));
 
     // protect: the rule's port works, the other is refused at once and reported.
     assert_eq!(ctl.set_policy(&policy(1, Mode::Protect)).unwrap(), 1);
-    assert_eq!(talk(&ns_a, SERVER, 5001), Ok(()));
+    assert_eq!(talk(ns_a, SERVER, 5001), Ok(()));
     let started = Instant::now();
     assert_eq!(
-        talk(&ns_a, SERVER, 5002),
+        talk(ns_a, SERVER, 5002),
         Err(ErrorKind::ConnectionRefused),
         "the dataplane answers with a RST"
     );
@@ -174,8 +168,8 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
 
     // discover: both pass, both are reported for learning.
     assert_eq!(ctl.set_policy(&policy(2, Mode::Discover)).unwrap(), 2);
-    assert_eq!(talk(&ns_a, SERVER, 5001), Ok(()));
-    assert_eq!(talk(&ns_a, SERVER, 5002), Ok(()));
+    assert_eq!(talk(ns_a, SERVER, 5001), Ok(()));
+    assert_eq!(talk(ns_a, SERVER, 5002), Ok(()));
     let mut ports = std::collections::BTreeSet::new();
     wait_events(&mut events, Duration::from_secs(10), |e| {
         if let Event::Connection(c) = e
@@ -193,8 +187,8 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
     drop(ctl);
     drop(events);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(talk(&ns_a, SERVER, 5002), Err(ErrorKind::ConnectionRefused));
-    assert_eq!(talk(&ns_a, SERVER, 5001), Ok(()));
+    assert_eq!(talk(ns_a, SERVER, 5002), Err(ErrorKind::ConnectionRefused));
+    assert_eq!(talk(ns_a, SERVER, 5001), Ok(()));
 
     // A new client resyncs: it learns the generation running.
     let again = Client::connect(&socket).unwrap();
@@ -204,7 +198,6 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
     let st = dp.terminate(Duration::from_secs(15));
     assert!(st.success(), "{}", dp.log_text());
     assert!(!socket.exists(), "the socket file is removed on exit");
-    drop(veths);
 }
 
 /// Two workers on two queues of each af_packet port (lcore 2 shares CPU 1 on a 2-core box):
@@ -214,14 +207,8 @@ fn netns_protect_allows_the_rule_and_refuses_the_rest_then_discover_reports_both
 /// (denied): every connection working, with no session picked up, shows both directions met.
 #[test]
 fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
-    let Bed {
-        ns_a,
-        _ns_b,
-        veths,
-        socket,
-        mut dp,
-        _dir,
-    } = Bed::start("mq", "0-1,2@1", 2);
+    let bed = Bed::start("mq", "0-1,2@1", 2);
+    let (ns_a, socket, mut dp) = (&bed.ns_a, bed.socket.clone(), bed.dp);
     let mut ctl = Client::connect(&socket).unwrap();
     let stats = ctl.stats().unwrap();
     assert_eq!(stats.pairs.len(), 1);
@@ -232,7 +219,7 @@ fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
     // Each connection has a fresh ephemeral port, so a fresh hash: 40 spread over both queues.
     for i in 0..40 {
         assert_eq!(
-            talk(&ns_a, SERVER, 5001),
+            talk(ns_a, SERVER, 5001),
             Ok(()),
             "connection {i}:\n{}",
             dp.log_text()
@@ -240,7 +227,7 @@ fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
     }
     for _ in 0..4 {
         assert_eq!(
-            talk(&ns_a, SERVER, 5002),
+            talk(ns_a, SERVER, 5002),
             Err(ErrorKind::ConnectionRefused),
             "the RST leaves by the worker's own queue"
         );
@@ -273,5 +260,4 @@ fn netns_two_workers_on_two_queues_see_both_directions_of_every_connection() {
     drop(ctl);
     let st = dp.terminate(Duration::from_secs(15));
     assert!(st.success(), "{}", dp.log_text());
-    drop(veths);
 }

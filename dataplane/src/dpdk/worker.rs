@@ -310,10 +310,10 @@ fn frame_data<'a>(m: *mut ffi::rte_mbuf) -> &'a [u8] {
     if m.is_null() {
         return &[];
     }
-    // SAFETY: `m` is a valid single-segment mbuf the burst owns, not freed or sent before the
-    // slice's last use in `forward`; its data is `data_len` bytes at `buf_addr + data_off`,
-    // read-only while the slice lives (the pipeline keeps no reference to it, only the `Held`
-    // handle).
+    // The slice is read-only and used only within `forward`, before the mbuf is sent or freed;
+    // the pipeline keeps no reference to it (only the `Held` handle).
+    // SAFETY: `m` is a valid single-segment mbuf of the burst: `data_len` bytes at
+    // `buf_addr + data_off`, alive while the slice is used.
     unsafe {
         let h = &*m;
         std::slice::from_raw_parts(
