@@ -285,6 +285,24 @@ fn draw_err(path: &Path) -> impl Fn(DrawingAreaErrorKind<std::io::Error>) -> Cha
     }
 }
 
+/// A legend entry's sample: a short line in the series' colour.
+fn swatch(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+}
+
+/// The legend of every labelled series of `chart`, boxed, at `position`.
+fn draw_legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+}
+
 /// `10`, `1k`, `10k`, `100k`, `1M`.
 fn short_count(x: f64) -> String {
     let (v, unit) = if x >= 1e6 {
@@ -376,7 +394,7 @@ pub fn render_rule_scaling(points: &[RulePoint], path: &Path) -> Result<(), Char
         .draw_series(LineSeries::new(established, PALISADE.stroke_width(2)).point_size(4))
         .map_err(&err)?
         .label("palisade-dp, established flows")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PALISADE.stroke_width(2)));
+        .legend(swatch(PALISADE));
     let reference: Vec<(f64, f64)> = match constant_reference(points) {
         Some(r) => vec![(x0, r), (x1, r)],
         None => points
@@ -397,14 +415,8 @@ pub fn render_rule_scaling(points: &[RulePoint], path: &Path) -> Result<(), Char
         ))
         .map_err(&err)?
         .label(label)
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], REFERENCE.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(&err)?;
+        .legend(swatch(REFERENCE));
+    draw_legend(&mut chart, SeriesLabelPosition::LowerLeft).map_err(&err)?;
 
     let mut chart = ChartBuilder::on(&lower)
         .caption("New flows set up per second", ("sans-serif", 18))
@@ -426,14 +438,8 @@ pub fn render_rule_scaling(points: &[RulePoint], path: &Path) -> Result<(), Char
         .draw_series(LineSeries::new(new_flows, NEW_FLOWS.stroke_width(2)).point_size(4))
         .map_err(&err)?
         .label("palisade-dp, new flows/s")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], NEW_FLOWS.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(&err)?;
+        .legend(swatch(NEW_FLOWS));
+    draw_legend(&mut chart, SeriesLabelPosition::LowerLeft).map_err(&err)?;
     root.present().map_err(&err)
 }
 
@@ -528,17 +534,9 @@ pub fn render_latency(
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(&err)?
             .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(swatch(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(&err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&err)?;
     root.present().map_err(&err)
 }
 
