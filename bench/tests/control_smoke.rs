@@ -6,40 +6,12 @@
 //! speed is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-use serde_json::Value;
+mod common;
 
 #[test]
 fn netns_dpdk_control_scenario_writes_a_well_formed_report() {
-    let bench = std::path::PathBuf::from(env!("CARGO_BIN_EXE_palisade-bench"));
-    let dp = bench.with_file_name("palisade-dp");
-    for p in [&dp, &bench.with_file_name("palisade")] {
-        assert!(
-            p.exists(),
-            "{} is missing: build the workspace first (cargo build --workspace)",
-            p.display()
-        );
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report.json");
-    let run = Command::new(&bench)
-        .args(["--quick", "--dp"])
-        .arg(&dp)
-        .arg("--out")
-        .arg(&out)
-        .arg("control")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "palisade-bench: {}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert!(r["commit"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
-    assert!(r["machine"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    let run = common::bench(&["palisade"], &["--quick", "control"]);
+    let r = &run.report;
     let c = &r["control"];
     assert!(c["setup"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
 
@@ -83,7 +55,7 @@ fn netns_dpdk_control_scenario_writes_a_well_formed_report() {
     for k in ["median_ms", "max_ms", "batch_ms", "goal_ms"] {
         assert!(l[k].as_f64().is_some_and(|v| v > 0.0), "{k}: {l}");
     }
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = &run.stdout;
     for line in [
         "mode change -> generation",
         "mode change -> enforcement",

@@ -6,7 +6,7 @@
 //! (`palisade-dp` and `palisade-pktgen` next to `palisade-bench`). No speed is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
@@ -17,37 +17,13 @@ fn run(scenarios: &[&str]) -> Value {
 
 /// [`run`] with more options before the scenarios.
 fn run_with(options: &[&str], scenarios: &[&str]) -> Value {
-    let bench = std::path::PathBuf::from(env!("CARGO_BIN_EXE_palisade-bench"));
-    let dp = bench.with_file_name("palisade-dp");
-    assert!(
-        dp.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        dp.display()
-    );
-    assert!(
-        bench.with_file_name("palisade-pktgen").exists(),
-        "palisade-pktgen is missing next to palisade-bench"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report.json");
-    let run = Command::new(&bench)
-        .args(["--quick", "--rounds", "1", "--seconds", "1", "--dp"])
-        .arg(&dp)
-        .arg("--out")
-        .arg(&out)
-        .args(options)
-        .args(scenarios)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "palisade-bench: {}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert!(r["commit"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
-    assert!(r["machine"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    let args: Vec<&str> = ["--quick", "--rounds", "1", "--seconds", "1"]
+        .iter()
+        .chain(options)
+        .chain(scenarios)
+        .copied()
+        .collect();
+    let r = common::bench(&["palisade-pktgen"], &args).report;
     let names: Vec<&str> = r["scenarios"]
         .as_array()
         .unwrap()

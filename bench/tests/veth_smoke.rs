@@ -6,48 +6,19 @@
 //! (`palisade-dp` and `palisade-pktgen` next to `palisade-bench`). No speed is asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
+mod common;
 
-use serde_json::Value;
+use std::process::Command;
 
 #[test]
 fn veth_scenario_writes_an_entry_per_pmd_and_removes_its_namespace() {
-    let bench = std::path::PathBuf::from(env!("CARGO_BIN_EXE_palisade-bench"));
-    let dp = bench.with_file_name("palisade-dp");
-    assert!(
-        dp.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        dp.display()
-    );
-    assert!(
-        bench.with_file_name("palisade-pktgen").exists(),
-        "palisade-pktgen is missing next to palisade-bench"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report.json");
-    let child = Command::new(&bench)
-        .args(["--quick", "--rounds", "1", "--dp"])
-        .arg(&dp)
-        .arg("--out")
-        .arg(&out)
-        .arg("veth")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let namespace = format!("pb{}-veth-", child.id());
-    let run = child.wait_with_output().unwrap();
-    assert!(
-        run.status.success(),
-        "palisade-bench: {}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = common::bench(&["palisade-pktgen"], &["--quick", "--rounds", "1", "veth"]);
+    let namespace = format!("pb{}-veth-", run.pid);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let left = String::from_utf8_lossy(&left.stdout);
     assert!(!left.contains(&namespace), "left behind: {left}");
 
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let r = &run.report;
     let scenarios = r["scenarios"].as_array().unwrap();
     let names: Vec<&str> = scenarios
         .iter()
