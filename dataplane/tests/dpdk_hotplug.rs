@@ -93,7 +93,7 @@ fn dpdk_pairs_spread_over_workers_and_config_start() {
         .tx_packets
         > 1000));
     let c = dp.port_report("c").unwrap();
-    assert_eq!(c.lcore.0, 1);
+    assert_eq!(c.lcores, [dataplane::dpdk::LcoreId(1)]);
     assert!(c.link.up);
     drop(dp);
 }

@@ -356,7 +356,7 @@ mod from_runtime {
             Self {
                 id: r.id.0,
                 ports: r.ports.clone(),
-                lcore: r.lcore.0,
+                lcore: r.lcores.first().map_or(0, |l| l.0),
                 lcores: r.lcores.iter().map(|l| l.0).collect(),
             }
         }
@@ -368,7 +368,7 @@ mod from_runtime {
                 name: r.name.clone(),
                 port_id: r.port_id,
                 pair: r.pair.0,
-                lcore: r.lcore.0,
+                lcore: r.lcores.first().map_or(0, |l| l.0),
                 lcores: r.lcores.iter().map(|l| l.0).collect(),
                 rss: r.rss,
                 counters: PortCounterStats::from(&r.counters),

@@ -43,8 +43,6 @@ pub struct PortReport {
     pub port_id: u16,
     /// The pair it belongs to.
     pub pair: PairId,
-    /// Worker lcore that serves its queue 0.
-    pub lcore: LcoreId,
     /// Worker lcore of each of its queues.
     pub lcores: Vec<LcoreId>,
     /// Whether flows are spread over its queues by symmetric RSS (else by the PMD's own way).
@@ -102,8 +100,6 @@ pub struct PairReport {
     pub id: PairId,
     /// Its two port names.
     pub ports: [String; 2],
-    /// Worker serving its queue 0.
-    pub lcore: LcoreId,
     /// Worker serving each of its queues (lanes).
     pub lcores: Vec<LcoreId>,
 }
@@ -574,14 +570,10 @@ impl Dataplane {
     pub fn pairs(&self) -> Vec<PairReport> {
         self.pairs
             .iter()
-            .map(|p| {
-                let lcores = self.lane_lcores(p);
-                PairReport {
-                    id: p.id,
-                    ports: [p.ports[0].name().to_owned(), p.ports[1].name().to_owned()],
-                    lcore: lcores.first().copied().unwrap_or(LcoreId(0)),
-                    lcores,
-                }
+            .map(|p| PairReport {
+                id: p.id,
+                ports: [p.ports[0].name().to_owned(), p.ports[1].name().to_owned()],
+                lcores: self.lane_lcores(p),
             })
             .collect()
     }
@@ -609,7 +601,6 @@ impl Dataplane {
                     name: port.name().to_owned(),
                     port_id: port.id().0,
                     pair: p.id,
-                    lcore: lcores.first().copied().unwrap_or(LcoreId(0)),
                     lcores: lcores.clone(),
                     rss: port.rss(),
                     counters,
